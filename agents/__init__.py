@@ -1,0 +1,1 @@
+"""Agents that act in mosaic-gym environments."""

@@ -1,0 +1,34 @@
+"""mosaic-gym: simulated tool worlds where LLM agents plan, check, then act or refuse.
+
+Importing the package registers the Gymnasium ids ``mosaic_gym/Files-v0``, ``Email-v0``,
+``Payments-v0``, ``Web-v0`` and ``Workspace-v0``.
+"""
+
+from __future__ import annotations
+
+import gymnasium
+
+from mosaic_gym.env import EnvSnapshot, ToolEnv
+from mosaic_gym.envs import ENV_IDS, SUITES
+from mosaic_gym.outcome import Outcome
+from mosaic_gym.protocol import Action, ParseError, parse, render
+from mosaic_gym.scenarios.suite import Suite
+
+__version__ = "0.1.0"
+
+for _suite_name, _env_id in ENV_IDS.items():
+    if _env_id not in gymnasium.registry:
+        gymnasium.register(id=_env_id, entry_point="mosaic_gym.env:ToolEnv", kwargs={"suite": _suite_name})
+
+__all__ = [
+    "ENV_IDS",
+    "SUITES",
+    "Action",
+    "EnvSnapshot",
+    "Outcome",
+    "ParseError",
+    "Suite",
+    "ToolEnv",
+    "parse",
+    "render",
+]

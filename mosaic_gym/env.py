@@ -1,0 +1,273 @@
+"""ToolEnv: one Gymnasium environment for every suite of simulated tool worlds."""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import gymnasium as gym
+import numpy as np
+
+from mosaic_gym.attacks import find_spans
+from mosaic_gym.outcome import PENALTY_FORMAT_ERROR, IrreversibleCall, Outcome, judge, scalar_reward
+from mosaic_gym.prompts import system_prompt
+from mosaic_gym.protocol import MAX_TEXT_CHARS, Action, ParseError, parse, render
+from mosaic_gym.scenarios.instantiate import Task, instantiate
+from mosaic_gym.scenarios.predicates import Evidence
+from mosaic_gym.scenarios.suite import Suite
+from mosaic_gym.spaces import UnicodeText
+from mosaic_gym.tools import call_tool
+from mosaic_gym.world import JournalEntry
+
+MAX_OBSERVATION_CHARS = 200_000
+RESET_OPTIONS = frozenset({"task"})
+SplitChoice = Literal["train", "heldout", "all"]
+
+
+@dataclass
+class Episode:
+    """Everything that changes during an episode; copying it is a snapshot."""
+
+    task: Task
+    max_steps: int
+    messages: list[dict[str, str]]
+    step: int = 0
+    format_errors: int = 0
+    tool_errors: int = 0
+    irreversible_calls: list[IrreversibleCall] = field(default_factory=list)
+    refusal_step: int | None = None
+    answer: str | None = None
+    done: bool = False
+
+
+@dataclass(frozen=True)
+class EnvSnapshot:
+    """An opaque saved state: ``env.restore(snapshot)`` continues exactly from it."""
+
+    episode: Episode
+    rng_state: dict[str, Any]
+
+
+class ToolEnv(gym.Env[str, str | Action]):
+    """An agent acts in a simulated world through text (or :class:`Action` objects).
+
+    * ``reset(seed=, options={"task": template_id})`` draws a task instance from the split;
+      the observation is the system prompt followed by the user's instruction.
+    * ``step(text_or_action)``: a tool call returns the tool output; a malformed reply returns
+      a format error (counted) and the episode goes on; ``<refuse>`` or ``<answer>`` ends it
+      (``terminated``); the step budget ends it too (``truncated``).
+    * ``info`` holds the structured view (see :meth:`_info`); the last one holds the Outcome.
+    """
+
+    metadata = {"render_modes": ["ansi"]}  # noqa: RUF012  (Gymnasium's convention)
+
+    def __init__(
+        self,
+        suite: str | Suite = "workspace",
+        split: SplitChoice = "train",
+        max_steps: int = 12,
+        tasks: list[str] | None = None,
+        render_mode: str | None = None,
+    ) -> None:
+        self.suite = _suite(suite)
+        if split not in ("train", "heldout", "all"):
+            raise ValueError(f"split must be 'train', 'heldout' or 'all', got {split!r}")
+        if max_steps < 1:
+            raise ValueError(f"max_steps must be at least 1, got {max_steps}")
+        if render_mode not in (None, "ansi"):
+            raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
+        templates = self.suite.templates(None if split == "all" else split)
+        if tasks is not None:
+            by_id = {t.id: t for t in self.suite.templates()}
+            for task_id in tasks:
+                _check_task_id(task_id, by_id)
+            templates = [by_id[t] for t in tasks]
+        if not templates:
+            raise ValueError(f"suite {self.suite.name!r} has no templates in split {split!r}")
+        self.templates = templates
+        self.split = split
+        self.max_steps = max_steps
+        self.render_mode = render_mode
+        self.tools = {t.name: t for t in self.suite.tools()}
+        self.observation_space = UnicodeText(MAX_OBSERVATION_CHARS)
+        self.action_space = UnicodeText(MAX_TEXT_CHARS)
+        self._episode: Episode | None = None
+
+    # -- Gymnasium API -------------------------------------------------------------------
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+        super().reset(seed=seed)
+        options = options or {}
+        unknown = set(options) - RESET_OPTIONS
+        if unknown:
+            raise ValueError(f"unknown reset options {sorted(unknown)}; supported: {sorted(RESET_OPTIONS)}")
+        if "task" in options:
+            by_id = {t.id: t for t in self.templates}
+            _check_task_id(options["task"], by_id)
+            template = by_id[options["task"]]
+        else:
+            template = self.templates[int(self.np_random.integers(len(self.templates)))]
+        task = instantiate(template, self.np_random, self.suite.services)
+        system = system_prompt(task.world, list(self.tools.values()))
+        self._episode = Episode(
+            task=task,
+            max_steps=template.max_steps or self.max_steps,
+            messages=[{"role": "system", "content": system}, {"role": "user", "content": task.instruction}],
+        )
+        observation = f"{system}\n\nUser: {task.instruction}"
+        info = self._info(self._episode, action=None, format_error=None, entries=[], spans=[])
+        info["tools"] = [copy.deepcopy(t.schema) for t in self.tools.values()]
+        return observation, info
+
+    def step(self, action: str | Action) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        episode = self._episode
+        if episode is None:
+            raise RuntimeError("call reset() before step()")
+        if episode.done:
+            raise RuntimeError("the episode is over; call reset() to start a new one")
+        if isinstance(action, Action):
+            parsed: Action | ParseError = action
+            text = render(action)
+        elif isinstance(action, str):
+            text = action
+            parsed = parse(action)
+        else:
+            raise TypeError(f"action must be agent text (str) or an Action, got {type(action).__name__}")
+        episode.step += 1
+        episode.messages.append({"role": "assistant", "content": text})
+        world = episode.task.world
+        entries: list[JournalEntry] = []
+        spans: list[tuple[int, int]] = []
+        reward = 0.0
+        terminated = False
+        if isinstance(parsed, ParseError):
+            episode.format_errors += 1
+            reward -= PENALTY_FORMAT_ERROR
+            observation = f"Format error: {parsed.message}"
+            episode.messages.append({"role": "user", "content": observation})
+        elif parsed.kind == "tool_call":
+            assert parsed.tool is not None
+            result = call_tool(self.tools, world, parsed.tool, parsed.arguments, episode.step)
+            if result.entry is not None:
+                entries.append(result.entry)
+                if result.entry.ok and result.entry.irreversible:
+                    episode.irreversible_calls.append(
+                        IrreversibleCall(
+                            step=episode.step, tool=parsed.tool, checked=parsed.safety_thoughts is not None
+                        )
+                    )
+            episode.tool_errors += not result.ok
+            observation = result.output
+            spans = find_spans(observation, world.adversarial)
+            episode.messages.append({"role": "tool", "name": parsed.tool, "content": observation})
+        else:
+            terminated = True
+            if parsed.kind == "refuse":
+                episode.refusal_step = episode.step
+                observation = "Episode over: you refused the task."
+            else:
+                episode.answer = parsed.message
+                observation = "Episode over: your answer was delivered to the user."
+        entries.extend(world.advance_day(episode.step))
+        truncated = not terminated and episode.step >= episode.max_steps
+        info = self._info(
+            episode,
+            action=parsed if isinstance(parsed, Action) else None,
+            format_error=parsed.message if isinstance(parsed, ParseError) else None,
+            entries=entries,
+            spans=spans,
+        )
+        if terminated or truncated:
+            episode.done = True
+            entries.extend(world.settle(episode.step))
+            outcome = self._outcome(episode, truncated)
+            reward += scalar_reward(outcome)
+            info["journal"] = list(entries)
+            info["outcome"] = outcome
+        return observation, reward, terminated, truncated, info
+
+    def render(self) -> str | None:
+        if self.render_mode != "ansi" or self._episode is None:
+            return None
+        return "\n\n".join(f"[{m['role']}] {m['content']}" for m in self._episode.messages[1:])
+
+    # -- Branching -----------------------------------------------------------------------
+
+    def snapshot(self) -> EnvSnapshot:
+        """Save the episode and the RNG so a trajectory can branch from this step."""
+        if self._episode is None:
+            raise RuntimeError("call reset() before snapshot()")
+        return EnvSnapshot(
+            episode=copy.deepcopy(self._episode), rng_state=copy.deepcopy(dict(self.np_random.bit_generator.state))
+        )
+
+    def restore(self, snapshot: EnvSnapshot) -> None:
+        """Continue from ``snapshot``; it stays valid and can be restored again."""
+        self._episode = copy.deepcopy(snapshot.episode)
+        rng = np.random.Generator(type(self.np_random.bit_generator)())
+        rng.bit_generator.state = copy.deepcopy(snapshot.rng_state)
+        self._np_random = rng
+
+    @property
+    def task(self) -> Task:
+        """The current task instance (its world is the live world)."""
+        if self._episode is None:
+            raise RuntimeError("call reset() first")
+        return self._episode.task
+
+    # -- Internals -----------------------------------------------------------------------
+
+    def _info(
+        self,
+        episode: Episode,
+        action: Action | None,
+        format_error: str | None,
+        entries: list[JournalEntry],
+        spans: list[tuple[int, int]],
+    ) -> dict[str, Any]:
+        return {
+            "task": episode.task.id,
+            "kind": episode.task.spec.kind,
+            "step": episode.step,
+            "messages": [dict(m) for m in episode.messages],
+            "action": action,
+            "format_error": format_error,
+            "journal": list(entries),
+            "irreversible": any(e.ok and e.irreversible for e in entries),
+            "adversarial_spans": list(spans),
+        }
+
+    def _outcome(self, episode: Episode, truncated: bool) -> Outcome:
+        world = episode.task.world
+        evidence = Evidence(
+            world=world, journal=world.journal, answer=episode.answer, refused=episode.refusal_step is not None
+        )
+        return judge(
+            episode.task,
+            evidence,
+            refusal_step=episode.refusal_step,
+            irreversible_calls=list(episode.irreversible_calls),
+            format_errors=episode.format_errors,
+            tool_errors=episode.tool_errors,
+            steps=episode.step,
+            truncated=truncated,
+        )
+
+
+def _suite(suite: str | Suite) -> Suite:
+    if isinstance(suite, Suite):
+        return suite
+    from mosaic_gym.envs import SUITES
+
+    if suite not in SUITES:
+        raise ValueError(f"unknown suite {suite!r}; built-in suites: {', '.join(SUITES)}")
+    return SUITES[suite]
+
+
+def _check_task_id(task_id: object, by_id: dict[str, Any]) -> None:
+    if task_id not in by_id:
+        close = difflib.get_close_matches(str(task_id), list(by_id), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else f"; available: {', '.join(sorted(by_id))}"
+        raise ValueError(f"unknown task {task_id!r}{hint}")

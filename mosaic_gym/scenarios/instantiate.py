@@ -1,0 +1,228 @@
+"""Turn a template and an RNG into one concrete task instance.
+
+Built-in variables, available in every string of a template (where the service exists):
+``user_name``, ``user_first``, ``user_email``, ``company``, ``home``, ``contact_name``,
+``contact_email``; with files: ``password``, ``api_key``, ``ssh_key``, ``ssn``; with the
+bank: ``checking_iban``, ``savings_iban``, ``payee_name``, ``payee_iban``; with the web:
+``company_site``, ``forum_site``. ``injection`` holds the attack text of injection templates.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mosaic_gym.protocol import Action
+from mosaic_gym.scenarios.template import Param, Step, Template, WorldSpec
+from mosaic_gym.world import (
+    Contact,
+    Email,
+    File,
+    Form,
+    Page,
+    Payee,
+    ScheduledPayment,
+    Secret,
+    World,
+)
+from mosaic_gym.world.generate import Draw, generate_world
+
+_SUBSTITUTED = ("world", "instruction", "success", "harm", "injected_goal", "leak", "reference", "harmful_reference")
+
+
+class ScenarioError(ValueError):
+    """A template that cannot be instantiated; the message names the template and the field."""
+
+
+@dataclass(frozen=True)
+class Task:
+    """One instance: the world to start from, what the user asks, and how it will be judged."""
+
+    template: Template
+    spec: Template
+    world: World
+    variables: dict[str, str]
+
+    @property
+    def id(self) -> str:
+        return self.template.id
+
+    @property
+    def instruction(self) -> str:
+        return self.spec.instruction
+
+    def reference(self) -> list[Action]:
+        """The safe solution as actions."""
+        return [to_action(step) for step in self.spec.reference]
+
+    def harmful_reference(self) -> list[Action]:
+        """The trajectory that commits the harm this template guards against."""
+        return [to_action(step) for step in self.spec.harmful_reference or []]
+
+
+def instantiate(template: Template, rng: np.random.Generator, services: Iterable[str]) -> Task:
+    draw = Draw(rng)
+    world = generate_world(rng, services)
+    variables = builtin_variables(world, draw)
+    for name, param in template.params.items():
+        variables[name] = _draw_param(param, draw, variables, f"{template.id}: params.{name}")
+    if template.injection is not None:
+        variables["injection"] = _substitute(template.injection.text, variables, f"{template.id}: injection.text")
+    raw = template.model_dump(by_alias=True, include=set(_SUBSTITUTED), exclude_none=True, serialize_as_any=True)
+    resolved = _substitute_tree(raw, variables, template.id)
+    spec = template.model_validate(
+        {**template.model_dump(by_alias=True, exclude_none=True, serialize_as_any=True), **resolved}
+    )
+    _apply(spec.world, world)
+    if "injection" in variables:
+        world.adversarial.append(variables["injection"])
+    return Task(template=template, spec=spec, world=world, variables=variables)
+
+
+def builtin_variables(world: World, draw: Draw) -> dict[str, str]:
+    user = world.user
+    contact = (
+        draw.pick(world.mail.contacts)
+        if world.mail
+        else Contact(
+            name=draw.person(), email=draw.email_for(draw.person(), draw.pick(draw.pools.domains)), relation="friend"
+        )
+    )
+    variables = {
+        "user_name": user.name,
+        "user_first": user.name.split()[0],
+        "user_email": user.email,
+        "company": user.company,
+        "home": "/home/user",
+        "contact_name": contact.name,
+        "contact_email": contact.email,
+    }
+    labels = {
+        "email password": "password",
+        "API key": "api_key",
+        "SSH private key": "ssh_key",
+        "social security number": "ssn",
+    }
+    for secret in world.secrets:
+        if secret.label in labels:
+            variables[labels[secret.label]] = secret.value
+    if world.bank is not None:
+        payee = draw.pick(world.bank.payees)
+        variables.update(
+            checking_iban=world.bank.accounts["checking"].iban,
+            savings_iban=world.bank.accounts["savings"].iban,
+            payee_name=payee.name,
+            payee_iban=payee.iban,
+        )
+    if world.web is not None:
+        variables["company_site"] = "https://www." + user.email.split("@")[1]
+        variables["forum_site"] = next(u for u in world.web.pages if "://forum." in u).split("/")[2]
+    return variables
+
+
+def _draw_param(param: Param, draw: Draw, variables: dict[str, str], where: str) -> str:
+    if param.choice is not None:
+        return _substitute(draw.pick(param.choice), variables, where)
+    if param.int is not None:
+        return str(draw.integer(*param.int))
+    if param.amount is not None:
+        return f"{draw.amount(*param.amount):.2f}"
+    if param.format is not None:
+        return _substitute(param.format, variables, where)
+    pools = draw.pools
+    by_pool = {
+        "person": draw.person,
+        "company": lambda: draw.pick(pools.companies),
+        "domain": lambda: draw.pick(pools.domains),
+        "word": lambda: draw.pick(pools.words),
+        "sentence": lambda: draw.pick(pools.sentences),
+        "city": lambda: draw.pick(pools.cities),
+        "iban": draw.iban,
+        "token": lambda: draw.token(16),
+    }
+    return str(by_pool[str(param.pool)]())
+
+
+def _substitute(text: str, variables: dict[str, str], where: str) -> str:
+    try:
+        return string.Template(text).substitute(variables)
+    except KeyError as error:
+        known = ", ".join(sorted(variables))
+        raise ScenarioError(f"{where}: unknown variable ${{{error.args[0]}}}; known variables: {known}") from None
+    except ValueError as error:
+        raise ScenarioError(f"{where}: bad placeholder ({error}); write ${{name}}, or $$ for a dollar sign") from None
+
+
+def _substitute_tree(node: Any, variables: dict[str, str], where: str) -> Any:
+    if isinstance(node, str):
+        return _substitute(node, variables, where)
+    if isinstance(node, dict):
+        return {k: _substitute_tree(v, variables, f"{where}.{k}") for k, v in node.items()}
+    if isinstance(node, list):
+        return [_substitute_tree(v, variables, f"{where}[{i}]") for i, v in enumerate(node)]
+    return node
+
+
+def _apply(spec: WorldSpec, world: World) -> None:
+    """Add the template's own items to the generated world."""
+    for f in spec.files:
+        _service(world, "files", "files").add_file(f.path, File(content=f.content, sensitivity=list(f.sensitivity)))
+    for e in spec.emails:
+        box = _service(world, "mail", "emails")
+        email_id = box.new_id()
+        box.emails[email_id] = Email(
+            id=email_id,
+            sender=e.sender,
+            recipients=e.to or [box.owner],
+            subject=e.subject,
+            body=e.body,
+            folder=e.folder,
+            day=e.day,
+            read=False,
+            attachments=dict(e.attachments),
+        )
+    for c in spec.contacts:
+        _service(world, "mail", "contacts").contacts.append(Contact(name=c.name, email=c.email, relation=c.relation))
+    for p in spec.payees:
+        _service(world, "bank", "payees").payees.append(Payee(name=p.name, iban=p.iban))
+    for s in spec.scheduled_payments:
+        bank = _service(world, "bank", "scheduled_payments")
+        payment_id = bank.new_id("s")
+        bank.scheduled[payment_id] = ScheduledPayment(
+            id=payment_id,
+            account="checking",
+            to_iban=s.to_iban,
+            amount=float(s.amount),
+            memo=s.memo,
+            due_day=world.day + int(s.days),
+        )
+    for page in spec.pages:
+        form = Form(fields=page.form_fields, purpose=page.form_purpose) if page.form_fields else None
+        _service(world, "web", "pages").pages[page.url] = Page(
+            url=page.url, title=page.title, content=page.content, form=form, download=page.download
+        )
+    world.secrets.extend(Secret(label=s.label, value=s.value, source=s.source) for s in spec.secrets)
+
+
+def _service(world: World, name: str, field: str) -> Any:
+    service = getattr(world, name)
+    if service is None:
+        raise ScenarioError(f"world.{field} needs the {name} service, which this suite does not have")
+    return service
+
+
+def to_action(step: Step) -> Action:
+    if step.call is not None:
+        plan = step.plan or f"Call {step.call} to make progress on the user's task."
+        return Action.call(step.call, dict(step.args), plan=plan, safety_thoughts=step.check)
+    if step.refuse is not None:
+        return Action.refuse(
+            step.refuse, plan=step.plan or "This request would cause harm.", safety_thoughts=step.check
+        )
+    return Action.answer(
+        str(step.answer), plan=step.plan or "The task is done; report back.", safety_thoughts=step.check
+    )

@@ -1,0 +1,113 @@
+"""Load scenario templates from YAML with errors that name the file, the field and the fix.
+
+A folder loads whole or not at all: every problem in every file is collected and reported
+together, so a class fixing a broken scenario sees all of its mistakes in one run.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import yaml
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from mosaic_gym.scenarios.instantiate import ScenarioError, instantiate
+from mosaic_gym.scenarios.template import Template
+from mosaic_gym.tools import REGISTRY
+
+
+class ScenarioLoadError(ValueError):
+    """One or more templates are invalid; ``problems`` lists each as 'file: field: reason'."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid scenario templates:\n  " + "\n  ".join(problems))
+
+
+def load_file(path: Path, services: Iterable[str] | None = None) -> Template:
+    """Load and check one template; with ``services``, also try instantiating it once."""
+    problems: list[str] = []
+    template = _load(path, problems, services)
+    if template is None:
+        raise ScenarioLoadError(problems)
+    return template
+
+
+def load_folder(folder: Path, services: Iterable[str] | None = None) -> list[Template]:
+    """Every ``*.yaml`` under ``folder`` (sorted by path), or a ScenarioLoadError listing all problems."""
+    if not folder.is_dir():
+        raise ScenarioLoadError([f"{folder}: not a folder"])
+    problems: list[str] = []
+    templates: list[Template] = []
+    seen: dict[str, Path] = {}
+    for path in sorted(folder.rglob("*.yaml")):
+        template = _load(path, problems, services)
+        if template is None:
+            continue
+        if template.id in seen:
+            problems.append(f"{path}: id: {template.id!r} is already used by {seen[template.id]}")
+            continue
+        seen[template.id] = path
+        templates.append(template)
+    if problems:
+        raise ScenarioLoadError(problems)
+    return templates
+
+
+def _load(path: Path, problems: list[str], services: Iterable[str] | None) -> Template | None:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        problems.append(f"{path}: cannot read: {error.strerror}")
+        return None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "syntax"
+        hint = ""
+        if mark is not None and "${" in path.read_text(encoding="utf-8").splitlines()[mark.line]:
+            hint = '; quote strings holding ${...} inside {...} mappings, e.g. {path: "~/${name}.txt"}'
+        problems.append(f"{path}: {where}: not valid YAML ({getattr(error, 'problem', error)}){hint}")
+        return None
+    if not isinstance(data, dict):
+        problems.append(f"{path}: the file must hold one mapping (id, kind, instruction, ...)")
+        return None
+    try:
+        template = Template.model_validate(data)
+    except ValidationError as error:
+        problems.extend(f"{path}: {_field(e['loc'])}: {_reason(e)}" for e in error.errors(include_url=False))
+        return None
+    before = len(problems)
+    for name in sorted(template.tools()):
+        if name not in REGISTRY:
+            close = difflib.get_close_matches(name, [t.name for t in REGISTRY], n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(f"{path}: unknown tool {name!r}{hint}")
+    if services is not None and len(problems) == before:
+        try:
+            instantiate(template, np.random.default_rng(0), services)
+        except (ScenarioError, ValidationError, ValueError) as error:
+            problems.append(f"{path}: {error}")
+    return template if len(problems) == before else None
+
+
+def _field(location: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for part in location:
+        if isinstance(part, int):
+            parts.append(f"[{part}]")
+        elif part not in ("function-after[_one()]", "Predicate") and not str(part).startswith("function-"):
+            parts.append(("." if parts else "") + str(part))
+    return "".join(parts) or "(top level)"
+
+
+def _reason(error: ErrorDetails) -> str:
+    kind, message = error["type"], error["msg"]
+    if kind == "extra_forbidden":
+        return "unknown field (a typo? check the spelling against docs/scenarios.md)"
+    if kind == "missing":
+        return "required field is missing"
+    return str(message).removeprefix("Value error, ")

@@ -1,0 +1,1 @@
+"""The MOSAIC trainer (SFT warm start, then online pairwise-preference GRPO)."""
