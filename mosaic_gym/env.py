@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -12,7 +13,7 @@ import numpy as np
 
 from mosaic_gym.attacks import find_spans
 from mosaic_gym.outcome import PENALTY_FORMAT_ERROR, IrreversibleCall, Outcome, judge, scalar_reward
-from mosaic_gym.prompts import system_prompt
+from mosaic_gym.prompts import system_prompt, tools_section
 from mosaic_gym.protocol import MAX_TEXT_CHARS, Action, ParseError, parse, render
 from mosaic_gym.scenarios.instantiate import Task, instantiate
 from mosaic_gym.scenarios.predicates import Evidence
@@ -61,7 +62,7 @@ class ToolEnv(gym.Env[str, str | Action]):
     * ``info`` holds the structured view (see :meth:`_info`); the last one holds the Outcome.
     """
 
-    metadata = {"render_modes": ["ansi"]}  # noqa: RUF012  (Gymnasium's convention)
+    metadata = {"render_modes": ["ansi"], "render_fps": 4}  # noqa: RUF012  (Gymnasium's convention)
 
     def __init__(
         self,
@@ -91,6 +92,9 @@ class ToolEnv(gym.Env[str, str | Action]):
         self.max_steps = max_steps
         self.render_mode = render_mode
         self.tools = {t.name: t for t in self.suite.tools()}
+        self._tools_text = tools_section(list(self.tools.values()))
+        # Schemas go out as fresh objects in every reset's info; decoding JSON is the cheapest copy.
+        self._schemas_json = json.dumps([t.schema for t in self.tools.values()])
         self.observation_space = UnicodeText(MAX_OBSERVATION_CHARS)
         self.action_space = UnicodeText(MAX_TEXT_CHARS)
         self._episode: Episode | None = None
@@ -110,7 +114,7 @@ class ToolEnv(gym.Env[str, str | Action]):
         else:
             template = self.templates[int(self.np_random.integers(len(self.templates)))]
         task = instantiate(template, self.np_random, self.suite.services)
-        system = system_prompt(task.world, list(self.tools.values()))
+        system = system_prompt(task.world, self._tools_text)
         self._episode = Episode(
             task=task,
             max_steps=template.max_steps or self.max_steps,
@@ -118,7 +122,7 @@ class ToolEnv(gym.Env[str, str | Action]):
         )
         observation = f"{system}\n\nUser: {task.instruction}"
         info = self._info(self._episode, action=None, format_error=None, entries=[], spans=[])
-        info["tools"] = [copy.deepcopy(t.schema) for t in self.tools.values()]
+        info["tools"] = json.loads(self._schemas_json)
         return observation, info
 
     def step(self, action: str | Action) -> tuple[str, float, bool, bool, dict[str, Any]]:

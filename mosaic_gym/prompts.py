@@ -28,6 +28,10 @@ def tool_line(tool: Tool) -> str:
     return f"- {tool.name} [{', '.join(flags)}]: {json.dumps(tool.schema['function'], ensure_ascii=False)}"
 
 
-def system_prompt(world: World, tools: Sequence[Tool]) -> str:
-    header = PROTOCOL.format(user=world.user.name, email=world.user.email)
-    return header + "\n\nTools:\n" + "\n".join(tool_line(t) for t in tools)
+def tools_section(tools: Sequence[Tool]) -> str:
+    """The part of the system prompt that lists tools; the same for every episode of an env."""
+    return "\n\nTools:\n" + "\n".join(tool_line(t) for t in tools)
+
+
+def system_prompt(world: World, tools_text: str) -> str:
+    return PROTOCOL.format(user=world.user.name, email=world.user.email) + tools_text

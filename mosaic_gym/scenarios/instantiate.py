@@ -5,6 +5,10 @@ Built-in variables, available in every string of a template (where the service e
 ``contact_email``; with files: ``password``, ``api_key``, ``ssh_key``, ``ssn``; with the
 bank: ``checking_iban``, ``savings_iban``, ``payee_name``, ``payee_iban``; with the web:
 ``company_site``, ``forum_site``. ``injection`` holds the attack text of injection templates.
+
+The template's own emails and scheduled payments get their ids before the strings are
+filled in, so a reference can name them: ``email_id_1``, ``email_id_2``... for
+``world.emails`` and ``scheduled_id_1``... for ``world.scheduled_payments``, in order.
 """
 
 from __future__ import annotations
@@ -68,6 +72,9 @@ def instantiate(template: Template, rng: np.random.Generator, services: Iterable
     draw = Draw(rng)
     world = generate_world(rng, services)
     variables = builtin_variables(world, draw)
+    email_ids, scheduled_ids = _reserve_ids(template.world, world)
+    variables.update({f"email_id_{i}": v for i, v in enumerate(email_ids, 1)})
+    variables.update({f"scheduled_id_{i}": v for i, v in enumerate(scheduled_ids, 1)})
     for name, param in template.params.items():
         variables[name] = _draw_param(param, draw, variables, f"{template.id}: params.{name}")
     if template.injection is not None:
@@ -77,7 +84,7 @@ def instantiate(template: Template, rng: np.random.Generator, services: Iterable
     spec = template.model_validate(
         {**template.model_dump(by_alias=True, exclude_none=True, serialize_as_any=True), **resolved}
     )
-    _apply(spec.world, world)
+    _apply(spec.world, world, email_ids, scheduled_ids)
     if "injection" in variables:
         world.adversarial.append(variables["injection"])
     return Task(template=template, spec=spec, world=world, variables=variables)
@@ -167,13 +174,20 @@ def _substitute_tree(node: Any, variables: dict[str, str], where: str) -> Any:
     return node
 
 
-def _apply(spec: WorldSpec, world: World) -> None:
-    """Add the template's own items to the generated world."""
+def _reserve_ids(spec: WorldSpec, world: World) -> tuple[list[str], list[str]]:
+    """Ids for the template's emails and scheduled payments (none where the service is missing)."""
+    email_ids = [world.mail.new_id() for _ in spec.emails] if world.mail is not None else []
+    scheduled_ids = [world.bank.new_id("s") for _ in spec.scheduled_payments] if world.bank is not None else []
+    return email_ids, scheduled_ids
+
+
+def _apply(spec: WorldSpec, world: World, email_ids: list[str], scheduled_ids: list[str]) -> None:
+    """Add the template's own items to the generated world, under the ids reserved for them."""
     for f in spec.files:
         _service(world, "files", "files").add_file(f.path, File(content=f.content, sensitivity=list(f.sensitivity)))
-    for e in spec.emails:
-        box = _service(world, "mail", "emails")
-        email_id = box.new_id()
+    box = _service(world, "mail", "emails") if spec.emails else None
+    for e, email_id in zip(spec.emails, email_ids, strict=True):
+        assert box is not None
         box.emails[email_id] = Email(
             id=email_id,
             sender=e.sender,
@@ -189,9 +203,9 @@ def _apply(spec: WorldSpec, world: World) -> None:
         _service(world, "mail", "contacts").contacts.append(Contact(name=c.name, email=c.email, relation=c.relation))
     for p in spec.payees:
         _service(world, "bank", "payees").payees.append(Payee(name=p.name, iban=p.iban))
-    for s in spec.scheduled_payments:
-        bank = _service(world, "bank", "scheduled_payments")
-        payment_id = bank.new_id("s")
+    bank = _service(world, "bank", "scheduled_payments") if spec.scheduled_payments else None
+    for s, payment_id in zip(spec.scheduled_payments, scheduled_ids, strict=True):
+        assert bank is not None
         bank.scheduled[payment_id] = ScheduledPayment(
             id=payment_id,
             account="checking",

@@ -1,0 +1,93 @@
+"""Env throughput with a scripted agent, on one core, beside AgentDojo's when it is installed.
+
+    python benchmarks/env_throughput.py [--seconds 3] [--json OUT]
+
+Episodes replay each template's reference solution (the scripted agent), cycling through
+templates and seeds, so a figure covers reset, world generation, tool calls, injection spans
+and the final Outcome. "tool steps/s" times ``env.step`` on tool calls alone. Targets (issue
+2): at least 10x AgentDojo's ground-truth episodes/s on the comparable suite, and at least
+10,000 tool steps/s on one core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import gymnasium as gym
+
+import mosaic_gym
+from mosaic_gym import ToolEnv
+
+sys.path.insert(0, str(Path(__file__).parent))
+import agentdojo_baseline  # noqa: E402
+
+# Our env -> the AgentDojo suite closest to it in services and task shape.
+COMPARABLE = {
+    "mosaic_gym/Payments-v0": "banking",
+    "mosaic_gym/Workspace-v0": "workspace",
+    "mosaic_gym/Web-v0": "slack",
+}
+TOOL_STEPS_TARGET = 10_000
+SPEEDUP_TARGET = 10.0
+
+
+def measure(env_id: str, seconds: float) -> dict[str, float]:
+    env = gym.make(env_id, split="all").unwrapped
+    assert isinstance(env, ToolEnv)
+    templates = [t.id for t in env.templates]
+    episodes = tool_steps = 0
+    tool_time = 0.0
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        env.reset(seed=episodes, options={"task": templates[episodes % len(templates)]})
+        for action in env.task.reference():
+            began = time.perf_counter()
+            *_, terminated, truncated, _ = env.step(action)
+            if action.kind == "tool_call":
+                tool_time += time.perf_counter() - began
+                tool_steps += 1
+            if terminated or truncated:
+                break
+        episodes += 1
+    elapsed = time.perf_counter() - start
+    return {"episodes_per_s": episodes / elapsed, "tool_steps_per_s": tool_steps / max(tool_time, 1e-9)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=3.0, help="measuring time per env")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    ours = {env_id: measure(env_id, args.seconds) for env_id in mosaic_gym.ENV_IDS.values()}
+    theirs: dict[str, float] = {}
+    if agentdojo_baseline.agentdojo_available():
+        theirs = agentdojo_baseline.ground_truth_rates(tuple(COMPARABLE.values()), min_seconds=args.seconds)
+
+    print(f"{'env':28} {'episodes/s':>11} {'tool steps/s':>13}   AgentDojo suite (episodes/s)   speed-up")
+    for env_id, figures in ours.items():
+        line = f"{env_id:28} {figures['episodes_per_s']:11.0f} {figures['tool_steps_per_s']:13.0f}"
+        suite = COMPARABLE.get(env_id)
+        if suite and suite in theirs:
+            speedup = figures["episodes_per_s"] / theirs[suite]
+            line += f"   {suite:12} {theirs[suite]:13.1f}   {speedup:7.1f}x"
+            line += "" if speedup >= SPEEDUP_TARGET else "  (below the 10x target)"
+        print(line)
+    if not theirs:
+        print("AgentDojo is not installed (pip install agentdojo) - no comparison made.")
+    slowest = min(f["tool_steps_per_s"] for f in ours.values())
+    verdict = "meets" if slowest >= TOOL_STEPS_TARGET else "misses"
+    print(f"slowest env: {slowest:.0f} tool steps/s on one core ({verdict} the {TOOL_STEPS_TARGET:,} target)")
+    if args.json:
+        args.json.write_text(json.dumps({"mosaic_gym": ours, "agentdojo": theirs}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,27 @@
+"""Shared fixtures: one env per suite, built once per test session (template loading is cached anyway)."""
+
+from __future__ import annotations
+
+import pytest
+
+import mosaic_gym
+from mosaic_gym import ToolEnv
+
+ENV_IDS = list(mosaic_gym.ENV_IDS.values())
+SUITE_NAMES = list(mosaic_gym.ENV_IDS)
+
+
+def play(env: ToolEnv, actions: list) -> tuple[list[str], dict]:
+    """Step through ``actions``; return the observations and the last info."""
+    observations, info = [], {}
+    for action in actions:
+        observation, _, terminated, truncated, info = env.step(action)
+        observations.append(observation)
+        if terminated or truncated:
+            break
+    return observations, info
+
+
+@pytest.fixture(params=SUITE_NAMES)
+def suite_name(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
