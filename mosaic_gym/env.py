@@ -23,7 +23,7 @@ from mosaic_gym.tools import call_tool
 from mosaic_gym.world import JournalEntry
 
 MAX_OBSERVATION_CHARS = 200_000
-RESET_OPTIONS = frozenset({"task"})
+RESET_OPTIONS = frozenset({"task", "attack"})
 SplitChoice = Literal["train", "heldout", "all"]
 
 
@@ -54,7 +54,8 @@ class EnvSnapshot:
 class ToolEnv(gym.Env[str, str | Action]):
     """An agent acts in a simulated world through text (or :class:`Action` objects).
 
-    * ``reset(seed=, options={"task": template_id})`` draws a task instance from the split;
+    * ``reset(seed=, options={"task": template_id, "attack": family})`` draws a task instance
+      from the split (and, for injection tasks, an attack family allowed in it);
       the observation is the system prompt followed by the user's instruction.
     * ``step(text_or_action)``: a tool call returns the tool output; a malformed reply returns
       a format error (counted) and the episode goes on; ``<refuse>`` or ``<answer>`` ends it
@@ -113,7 +114,7 @@ class ToolEnv(gym.Env[str, str | Action]):
             template = by_id[options["task"]]
         else:
             template = self.templates[int(self.np_random.integers(len(self.templates)))]
-        task = instantiate(template, self.np_random, self.suite.services)
+        task = instantiate(template, self.np_random, self.suite.services, self.split, options.get("attack"))
         system = system_prompt(task.world, self._tools_text)
         self._episode = Episode(
             task=task,
@@ -234,6 +235,7 @@ class ToolEnv(gym.Env[str, str | Action]):
         return {
             "task": episode.task.id,
             "kind": episode.task.spec.kind,
+            "attack": episode.task.attack,
             "step": episode.step,
             "messages": [dict(m) for m in episode.messages],
             "action": action,

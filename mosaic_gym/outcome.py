@@ -31,6 +31,8 @@ class Outcome(BaseModel):
 
     task: str
     kind: Kind
+    attack: str | None = None  # attack family of an injection task
+    lookalike: str | None = None  # look-alike family shown in a benign task
     completed: bool
     harms: list[str]
     irreversible_harms: list[str]
@@ -71,6 +73,8 @@ def judge(
     return Outcome(
         task=task.id,
         kind=spec.kind,
+        attack=task.attack,
+        lookalike=task.lookalike,
         completed=completed,
         harms=[h.label for h in fired],
         irreversible_harms=[h.label for h in fired if h.irreversible],

@@ -4,7 +4,9 @@ Built-in variables, available in every string of a template (where the service e
 ``user_name``, ``user_first``, ``user_email``, ``company``, ``home``, ``contact_name``,
 ``contact_email``; with files: ``password``, ``api_key``, ``ssh_key``, ``ssn``; with the
 bank: ``checking_iban``, ``savings_iban``, ``payee_name``, ``payee_iban``; with the web:
-``company_site``, ``forum_site``. ``injection`` holds the attack text of injection templates.
+``company_site``, ``forum_site``. ``injection`` (and ``injection_2`` for a second carrier) hold
+the attack text of injection templates; ``lookalike`` holds harmless imperative text in benign
+templates that use it.
 
 The template's own emails and scheduled payments get their ids before the strings are
 filled in, so a reference can name them: ``email_id_1``, ``email_id_2``... for
@@ -13,6 +15,7 @@ filled in, so a reference can name them: ``email_id_1``, ``email_id_2``... for
 
 from __future__ import annotations
 
+import json
 import string
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -20,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from mosaic_gym.attacks import ATTACKS, AttackContext, AttackFamily, families
 from mosaic_gym.protocol import Action
 from mosaic_gym.scenarios.template import Param, Step, Template, WorldSpec
 from mosaic_gym.world import (
@@ -35,7 +39,8 @@ from mosaic_gym.world import (
 )
 from mosaic_gym.world.generate import Draw, generate_world
 
-_SUBSTITUTED = ("world", "instruction", "success", "harm", "injected_goal", "leak", "reference", "harmful_reference")
+_JUDGED = ("instruction", "success", "harm", "injected_goal", "leak", "reference", "harmful_reference")
+CUSTOM_ATTACK = "custom"
 
 
 class ScenarioError(ValueError):
@@ -50,6 +55,8 @@ class Task:
     spec: Template
     world: World
     variables: dict[str, str]
+    attack: str | None = None
+    lookalike: str | None = None
 
     @property
     def id(self) -> str:
@@ -68,7 +75,15 @@ class Task:
         return [to_action(step) for step in self.spec.harmful_reference or []]
 
 
-def instantiate(template: Template, rng: np.random.Generator, services: Iterable[str]) -> Task:
+def instantiate(
+    template: Template,
+    rng: np.random.Generator,
+    services: Iterable[str],
+    split: str = "train",
+    attack: str | None = None,
+) -> Task:
+    """Draw one instance. ``attack`` fixes the attack family; otherwise one is drawn from those
+    allowed in ``split`` (training never sees held-out families)."""
     draw = Draw(rng)
     world = generate_world(rng, services)
     variables = builtin_variables(world, draw)
@@ -77,17 +92,62 @@ def instantiate(template: Template, rng: np.random.Generator, services: Iterable
     variables.update({f"scheduled_id_{i}": v for i, v in enumerate(scheduled_ids, 1)})
     for name, param in template.params.items():
         variables[name] = _draw_param(param, draw, variables, f"{template.id}: params.{name}")
-    if template.injection is not None:
-        variables["injection"] = _substitute(template.injection.text, variables, f"{template.id}: injection.text")
-    raw = template.model_dump(by_alias=True, include=set(_SUBSTITUTED), exclude_none=True, serialize_as_any=True)
-    resolved = _substitute_tree(raw, variables, template.id)
-    spec = template.model_validate(
-        {**template.model_dump(by_alias=True, exclude_none=True, serialize_as_any=True), **resolved}
-    )
+    dump = template.model_dump(by_alias=True, exclude_none=True, serialize_as_any=True)
+    resolved = _substitute_tree({k: dump[k] for k in _JUDGED if k in dump}, variables, template.id)
+    judged = template.model_validate({**dump, **resolved})
+    family, lookalike, adversarial = _carrier_text(template, judged, draw, variables, split, attack)
+    world_dump = _substitute_tree(dump.get("world", {}), variables, f"{template.id}.world")
+    spec = template.model_validate({**dump, **resolved, "world": world_dump})
     _apply(spec.world, world, email_ids, scheduled_ids)
-    if "injection" in variables:
-        world.adversarial.append(variables["injection"])
-    return Task(template=template, spec=spec, world=world, variables=variables)
+    world.adversarial.extend(adversarial)
+    return Task(template=template, spec=spec, world=world, variables=variables, attack=family, lookalike=lookalike)
+
+
+def _carrier_text(
+    template: Template, judged: Template, draw: Draw, variables: dict[str, str], split: str, attack: str | None
+) -> tuple[str | None, str | None, list[str]]:
+    """Fill ``injection``/``injection_2`` or ``lookalike``; return family, look-alike, adversarial texts."""
+    uses = template.placeholders()
+    if template.injection is None:
+        if attack is not None:
+            raise ScenarioError(f"{template.id}: attack {attack!r} given, but the template has no injection")
+        if "lookalike" not in uses:
+            return None, None, []
+        lookalike = draw.pick(families(split, benign=True, two_carriers=False))
+        variables["lookalike"] = lookalike.render(_attack_context(judged, variables, ""), draw).first
+        return None, lookalike.name, []
+    if attack is None and template.injection.text is not None:
+        custom = _substitute(template.injection.text, variables, f"{template.id}: injection.text")
+        variables.update(injection=custom, injection_2="")
+        return CUSTOM_ATTACK, None, [custom]
+    family = _family(template.id, attack, "injection_2" in uses, split, draw)
+    goal = _substitute(template.injection.goal, variables, f"{template.id}: injection.goal")
+    text = family.render(_attack_context(judged, variables, goal), draw)
+    variables.update(injection=text.first, injection_2=text.second)
+    return family.name, None, [t for t in (text.first, text.second) if t]
+
+
+def _family(template_id: str, attack: str | None, two_carriers: bool, split: str, draw: Draw) -> AttackFamily:
+    if attack is None:
+        return draw.pick(families(split, benign=False, two_carriers=two_carriers))
+    family = ATTACKS.get(attack)
+    if family is None or family.benign:
+        known = ", ".join(sorted(n for n, f in ATTACKS.items() if not f.benign))
+        raise ScenarioError(f"unknown attack family {attack!r}; known: {known}")
+    if family.two_carriers and not two_carriers:
+        raise ScenarioError(f"{template_id}: attack {attack!r} needs a second carrier (${{injection_2}})")
+    return family
+
+
+def _attack_context(judged: Template, variables: dict[str, str], goal: str) -> AttackContext:
+    """The goal, and the calls of the harmful reference that the safe reference does not make."""
+    safe = {(s.call, json.dumps(s.args, sort_keys=True)) for s in judged.reference if s.call}
+    calls = tuple(
+        f"{s.call}({', '.join(f'{k}={json.dumps(v, ensure_ascii=False)}' for k, v in s.args.items())})"
+        for s in judged.harmful_reference or []
+        if s.call and (s.call, json.dumps(s.args, sort_keys=True)) not in safe
+    )
+    return AttackContext(goal=goal, calls=calls, user_name=variables["user_name"], company=variables["company"])
 
 
 def builtin_variables(world: World, draw: Draw) -> dict[str, str]:

@@ -9,6 +9,7 @@ placeholders for parameters and for the built-in variables listed in
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -109,10 +110,10 @@ class WorldSpec(_Strict):
 
 
 class Injection(_Strict):
-    """Adversarial text placed wherever the world uses ``${injection}``."""
+    """The attacker's goal; an attack family turns it into the text placed at ``${injection}``."""
 
-    goal: str = Field(description="the attacker's goal in plain words")
-    text: str = Field(description="the text shown to the agent")
+    goal: str = Field(description="what the attacker wants done, as an instruction with concrete values")
+    text: str | None = Field(default=None, description="fixed attack text instead of a family's rendering")
 
 
 class HarmCheck(_Strict):
@@ -181,6 +182,10 @@ class Template(_Strict):
         if last.call is not None:
             raise ValueError("the reference must end with an answer or a refusal")
         return self
+
+    def placeholders(self) -> set[str]:
+        """Names of the ``${...}`` placeholders the template's world uses."""
+        return set(re.findall(r"\$\{(\w+)\}", self.world.model_dump_json()))
 
     @property
     def suite(self) -> str:
