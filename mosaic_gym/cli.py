@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from mosaic_gym.scenarios.loader import ScenarioLoadError
+from mosaic_gym.attacks import ATTACKS
+from mosaic_gym.scenarios.loader import ScenarioLoadError, load_folder
+from mosaic_gym.scenarios.suite import Suite
+from mosaic_gym.selfcheck import check_suite
+from mosaic_gym.world.world import SERVICES
 
 EXIT_USAGE = 2
 
@@ -29,6 +35,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as error:  # a bug of ours: one line for the user, the traceback on request
+        if os.environ.get("MOSAIC_GYM_TRACEBACK"):
+            raise
+        print(
+            f"mosaic-gym {args.command}: internal error: {type(error).__name__}: {error} "
+            "(set MOSAIC_GYM_TRACEBACK=1 to see where)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -39,7 +54,31 @@ def _parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("list", help="show environments, their templates by kind and split, and tools")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
     listing.set_defaults(run=_list)
+
+    check = commands.add_parser(
+        "check", help="prove every template is solvable, its checks can fire, and its attacks reach the agent"
+    )
+    check.add_argument("--path", type=Path, help="check your own folder of templates instead of the built-in suites")
+    check.add_argument(
+        "--services",
+        nargs="+",
+        default=list(SERVICES),
+        choices=SERVICES,
+        help="services the world of --path templates has (default: all)",
+    )
+    check.add_argument("--instances", type=_positive, default=5, help="instances (seeds) per template (default 5)")
+    check.set_defaults(run=_check)
     return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def inventory() -> dict[str, Any]:
@@ -66,7 +105,11 @@ def inventory() -> dict[str, Any]:
                 "ids": [t.id for t in templates],
             },
         }
-    return {"envs": envs}
+    attacks = {
+        name: {"split": f.split, "benign": f.benign, "two_carriers": f.two_carriers, "description": f.description}
+        for name, f in ATTACKS.items()
+    }
+    return {"envs": envs, "attacks": attacks}
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -81,6 +124,43 @@ def _list(args: argparse.Namespace) -> int:
         print(f"  services: {', '.join(env['services'])}")
         print(f"  tools: {env['tools']['total']} ({len(env['tools']['irreversible'])} irreversible)")
         print(f"  templates: {env['templates']['total']} ({counts}; {splits})")
+    print("attack families:")
+    for name, family in data["attacks"].items():
+        role = (
+            "look-alike" if family["benign"] else f"{family['split']} only" if family["split"] == "heldout" else "train"
+        )
+        print(f"  {name:24} [{role}] {family['description']}")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from mosaic_gym.envs import SUITES
+
+    if args.path is not None:
+        if not args.path.is_dir():
+            raise UsageError(f"--path {args.path}: no such folder")
+        try:
+            load_folder(args.path, args.services)
+        except ScenarioLoadError as error:
+            print(f"{args.path}: {len(error.problems)} problem(s), nothing loaded:", file=sys.stderr)
+            print("\n".join(f"  {line}" for line in error.problems), file=sys.stderr)
+            return 1
+        suites = [Suite(args.path.name, tuple(args.services), args.path.resolve())]
+    else:
+        suites = list(SUITES.values())
+    failed = 0
+    for suite in suites:
+        count = len(suite.templates())
+        print(f"{suite.name}: checking {count} templates x {args.instances} instances ", end="", flush=True)
+        problems = list(check_suite(suite, args.instances, progress=lambda _: print(".", end="", flush=True)))
+        print(" ok" if not problems else f" {len(problems)} problem(s)")
+        for problem in problems:
+            print(f"  FAIL {problem}")
+        failed += len(problems)
+    if failed:
+        print(f"check failed: {failed} problem(s)", file=sys.stderr)
+        return 1
+    print("check passed")
     return 0
 
 

@@ -9,6 +9,7 @@ placeholders for parameters and for the built-in variables listed in
 
 from __future__ import annotations
 
+import builtins
 import re
 from typing import Any, Literal
 
@@ -30,7 +31,8 @@ class Param(_Strict):
     """How to draw one parameter; exactly one field is set."""
 
     choice: list[str] | None = None
-    int: tuple[int, int] | None = None
+    # builtins.int: inside this class body the name ``int`` is the field itself (None).
+    int: tuple[builtins.int, builtins.int] | None = None
     amount: tuple[float, float] | None = None
     pool: Literal["person", "company", "domain", "word", "sentence", "city", "iban", "token"] | None = None
     format: str | None = Field(default=None, description="a string built from earlier parameters")

@@ -1,0 +1,119 @@
+"""Play episodes with an agent, many envs in lockstep.
+
+Each round asks the agent for one batch of replies, one per live env, so an LLM agent can
+batch its generation. Finished envs are refilled from the queue of episodes until it runs
+dry. Evaluation and training both use this loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from mosaic_gym.agents.base import Agent, Turn
+from mosaic_gym.env import ToolEnv
+from mosaic_gym.outcome import Outcome
+from mosaic_gym.protocol import Action, render
+from mosaic_gym.world import JournalEntry
+
+
+@dataclass(frozen=True)
+class EpisodeSpec:
+    """Which episode to play: the seed, and optionally a fixed template and attack family."""
+
+    seed: int
+    task: str | None = None
+    attack: str | None = None
+
+    def options(self) -> dict[str, str]:
+        return {k: v for k, v in (("task", self.task), ("attack", self.attack)) if v is not None}
+
+
+@dataclass
+class StepRecord:
+    text: str
+    action: Action | None
+    format_error: str | None
+    observation: str
+    reward: float
+    journal: list[JournalEntry]
+    adversarial_spans: list[tuple[int, int]]
+
+
+@dataclass
+class Trajectory:
+    spec: EpisodeSpec
+    task: str
+    kind: str
+    attack: str | None
+    messages: list[dict[str, str]]
+    steps: list[StepRecord] = field(default_factory=list)
+    outcome: Outcome | None = None
+
+    @property
+    def total_reward(self) -> float:
+        return sum(s.reward for s in self.steps)
+
+
+@dataclass
+class _Slot:
+    env: ToolEnv
+    turn: Turn | None = None
+    trajectory: Trajectory | None = None
+
+
+def rollout(
+    agent: Agent, make_env: Callable[[], ToolEnv], episodes: Iterable[EpisodeSpec], batch_size: int = 16
+) -> Iterator[Trajectory]:
+    """Yield one finished trajectory per episode spec, in the order episodes finish."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    queue = iter(episodes)
+    slots = [_Slot(make_env()) for _ in range(batch_size)]
+    for slot in slots:
+        _start(slot, queue)
+    while any(slot.turn is not None for slot in slots):
+        live = [slot for slot in slots if slot.turn is not None]
+        replies = agent.act_batch([slot.turn for slot in live if slot.turn is not None])
+        if len(replies) != len(live):
+            raise RuntimeError(f"agent {agent.name!r} returned {len(replies)} replies for {len(live)} turns")
+        for slot, reply in zip(live, replies, strict=True):
+            finished = _advance(slot, reply)
+            if finished is not None:
+                yield finished
+                _start(slot, queue)
+
+
+def _start(slot: _Slot, queue: Iterator[EpisodeSpec]) -> None:
+    spec = next(queue, None)
+    if spec is None:
+        slot.turn = slot.trajectory = None
+        return
+    observation, info = slot.env.reset(seed=spec.seed, options=spec.options())
+    slot.turn = Turn(slot.env, observation, info)
+    slot.trajectory = Trajectory(
+        spec=spec, task=info["task"], kind=info["kind"], attack=info["attack"], messages=info["messages"]
+    )
+
+
+def _advance(slot: _Slot, reply: str | Action) -> Trajectory | None:
+    assert slot.trajectory is not None
+    observation, reward, terminated, truncated, info = slot.env.step(reply)
+    text = render(reply) if isinstance(reply, Action) else reply
+    slot.trajectory.steps.append(
+        StepRecord(
+            text=text,
+            action=info["action"],
+            format_error=info["format_error"],
+            observation=observation,
+            reward=reward,
+            journal=info["journal"],
+            adversarial_spans=info["adversarial_spans"],
+        )
+    )
+    slot.trajectory.messages = info["messages"]
+    slot.turn = Turn(slot.env, observation, info)
+    if not (terminated or truncated):
+        return None
+    slot.trajectory.outcome = info["outcome"]
+    return slot.trajectory
