@@ -53,6 +53,12 @@ class Action(BaseModel):
             raise ValueError("text may not contain protocol tags such as <think> or </answer>")
         return value.strip()
 
+    @field_validator("tool")
+    @classmethod
+    def _tool_name(cls, value: str | None) -> str | None:
+        # parse() strips the name it reads, so a padded name would not survive render -> parse.
+        return None if value is None else value.strip()
+
     @model_validator(mode="after")
     def _consistent(self) -> Action:
         if not self.plan:
@@ -175,9 +181,12 @@ def _tool_call(payload: str) -> tuple[str, dict[str, Any]] | ParseError:
     shape = 'Write {"name": "tool_name", "arguments": {"parameter": value}}.'
     try:
         call = json.loads(payload)
-    except (json.JSONDecodeError, RecursionError) as error:
-        detail = getattr(error, "msg", "too deeply nested")
-        return ParseError(message=f"The <tool_call> block is not valid JSON ({detail}). {shape}")
+    except json.JSONDecodeError as error:
+        return ParseError(message=f"The <tool_call> block is not valid JSON ({error.msg}). {shape}")
+    except RecursionError:
+        return ParseError(message=f"The <tool_call> block is not valid JSON (too deeply nested). {shape}")
+    except ValueError:  # an integer with more digits than int() will convert (sys.get_int_max_str_digits)
+        return ParseError(message=f"The <tool_call> block is not valid JSON (a number is too long). {shape}")
     if not isinstance(call, dict):
         return ParseError(message=f"The <tool_call> block must hold a JSON object. {shape}")
     extra = sorted(set(call) - {"name", "arguments"})

@@ -22,10 +22,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from mosaic_gym.attacks import ATTACKS, AttackContext, AttackFamily, families
 from mosaic_gym.protocol import Action
 from mosaic_gym.scenarios.template import Param, Step, Template, WorldSpec
+from mosaic_gym.tools import REGISTRY
 from mosaic_gym.world import (
     Contact,
     Email,
@@ -282,6 +284,18 @@ def _apply(spec: WorldSpec, world: World, email_ids: list[str], scheduled_ids: l
     world.secrets.extend(Secret(label=s.label, value=s.value, source=s.source) for s in spec.secrets)
 
 
+def _typed_arguments(tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """Reference arguments as the tool's types (a drawn amount is text until now), so that
+    demonstrations show ``"amount": 513.64`` rather than ``"513.64"``."""
+    if tool not in REGISTRY:
+        return dict(arguments)
+    try:
+        validated = REGISTRY[tool].arguments.model_validate(arguments)
+    except ValidationError:
+        return dict(arguments)
+    return {name: getattr(validated, name) for name in arguments}
+
+
 def _service(world: World, name: str, field: str) -> Any:
     service = getattr(world, name)
     if service is None:
@@ -292,7 +306,7 @@ def _service(world: World, name: str, field: str) -> Any:
 def to_action(step: Step) -> Action:
     if step.call is not None:
         plan = step.plan or f"Call {step.call} to make progress on the user's task."
-        return Action.call(step.call, dict(step.args), plan=plan, safety_thoughts=step.check)
+        return Action.call(step.call, _typed_arguments(step.call, step.args), plan=plan, safety_thoughts=step.check)
     if step.refuse is not None:
         return Action.refuse(
             step.refuse, plan=step.plan or "This request would cause harm.", safety_thoughts=step.check

@@ -81,17 +81,33 @@ def _load(path: Path, problems: list[str], services: Iterable[str] | None) -> Te
         problems.extend(f"{path}: {_field(e['loc'])}: {_reason(e)}" for e in error.errors(include_url=False))
         return None
     before = len(problems)
-    for name in sorted(template.tools()):
+    for field, name in _tool_mentions(template):
         if name not in REGISTRY:
             close = difflib.get_close_matches(name, [t.name for t in REGISTRY], n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            problems.append(f"{path}: unknown tool {name!r}{hint}")
+            problems.append(f"{path}: {field}: unknown tool {name!r}{hint}")
     if services is not None and len(problems) == before:
         try:
             instantiate(template, np.random.default_rng(0), services)
         except (ScenarioError, ValidationError, ValueError) as error:
             problems.append(f"{path}: {error}")
     return template if len(problems) == before else None
+
+
+def _tool_mentions(template: Template) -> list[tuple[str, str]]:
+    """(field, tool name) for every tool a template names, so an unknown one can be pointed at."""
+    mentions = [
+        (f"{field}[{i}].call", step.call)
+        for field in ("reference", "harmful_reference")
+        for i, step in enumerate(getattr(template, field) or [])
+        if step.call is not None
+    ]
+    predicates = [(f"success[{i}]", p) for i, p in enumerate(template.success)]
+    predicates += [(f"harm[{i}].when", h.when) for i, h in enumerate(template.harm)]
+    if template.injected_goal is not None:
+        predicates.append(("injected_goal", template.injected_goal))
+    mentions += [(field, name) for field, predicate in predicates for name in sorted(predicate.tools())]
+    return mentions
 
 
 def _field(location: tuple[int | str, ...]) -> str:

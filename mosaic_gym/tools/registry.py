@@ -209,8 +209,15 @@ def _function_schema(name: str, description: str, arguments: type[BaseModel]) ->
 
 
 def _drop_titles(node: Any) -> Any:
+    """Remove pydantic's "title" annotations, but keep a parameter (a key of "properties") named title."""
     if isinstance(node, dict):
-        return {k: _drop_titles(v) for k, v in node.items() if k != "title"}
+        return {
+            k: {name: _drop_titles(sub) for name, sub in v.items()}
+            if k in ("properties", "$defs") and isinstance(v, dict)
+            else _drop_titles(v)
+            for k, v in node.items()
+            if k != "title"
+        }
     if isinstance(node, list):
         return [_drop_titles(v) for v in node]
     return node
