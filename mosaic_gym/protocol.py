@@ -51,6 +51,8 @@ class Action(BaseModel):
             return None
         if _TAG.search(value):
             raise ValueError("text may not contain protocol tags such as <think> or </answer>")
+        if not _is_unicode(value):
+            raise ValueError("text contains invalid Unicode (unpaired surrogates)")
         return value.strip()
 
     @field_validator("tool")
@@ -69,7 +71,8 @@ class Action(BaseModel):
             if not self.tool or self.message is not None:
                 raise ValueError("a tool_call needs a tool name and no message")
             object.__setattr__(self, "arguments", self.arguments or {})
-            json.dumps(self.arguments)  # must be JSON; raises TypeError otherwise
+            if not _is_unicode(json.dumps(self.arguments, ensure_ascii=False)):  # TypeError if not JSON
+                raise ValueError("arguments contain invalid Unicode (unpaired surrogates)")
         elif self.tool is not None or self.arguments is not None or self.message is None:
             raise ValueError(f"a {self.kind} action needs a message and no tool")
         return self
@@ -116,6 +119,8 @@ def parse(text: str) -> Action | ParseError:
     """Read one agent turn; never raises for any string."""
     if len(text) > MAX_TEXT_CHARS:
         return ParseError(message=f"The reply is {len(text)} characters long; keep it under {MAX_TEXT_CHARS}.")
+    if not _is_unicode(text):
+        return ParseError(message="The reply contains invalid Unicode (unpaired surrogate characters).")
     if not _TAG.search(text):
         return ParseError(message="No protocol blocks found. " + FORMAT_HINT)
     blocks = _split_blocks(text)
@@ -197,7 +202,18 @@ def _tool_call(payload: str) -> tuple[str, dict[str, Any]] | ParseError:
         return ParseError(message=f'The <tool_call> needs a "name" string. {shape}')
     if not isinstance(arguments, dict):
         return ParseError(message=f'"arguments" must be a JSON object. {shape}')
+    if not _is_unicode(json.dumps(arguments, ensure_ascii=False)):
+        return ParseError(message='"arguments" contain invalid Unicode (an unpaired surrogate such as \\ud800).')
     return name.strip(), arguments
+
+
+def _is_unicode(text: str) -> bool:
+    """False for strings holding lone surrogates, which no file or JSON export can encode."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _quote(text: str, limit: int = 60) -> str:

@@ -94,12 +94,12 @@ def instantiate(
     variables.update({f"scheduled_id_{i}": v for i, v in enumerate(scheduled_ids, 1)})
     for name, param in template.params.items():
         variables[name] = _draw_param(param, draw, variables, f"{template.id}: params.{name}")
-    dump = template.model_dump(by_alias=True, exclude_none=True, serialize_as_any=True)
+    dump = template.raw
     resolved = _substitute_tree({k: dump[k] for k in _JUDGED if k in dump}, variables, template.id)
     judged = template.model_validate({**dump, **resolved})
     family, lookalike, adversarial = _carrier_text(template, judged, draw, variables, split, attack)
-    world_dump = _substitute_tree(dump.get("world", {}), variables, f"{template.id}.world")
-    spec = template.model_validate({**dump, **resolved, "world": world_dump})
+    world_spec = WorldSpec.model_validate(_substitute_tree(dump.get("world", {}), variables, f"{template.id}.world"))
+    spec = judged.model_copy(update={"world": world_spec})
     _apply(spec.world, world, email_ids, scheduled_ids)
     world.adversarial.extend(adversarial)
     return Task(template=template, spec=spec, world=world, variables=variables, attack=family, lookalike=lookalike)
@@ -217,6 +217,8 @@ def _draw_param(param: Param, draw: Draw, variables: dict[str, str], where: str)
 
 
 def _substitute(text: str, variables: dict[str, str], where: str) -> str:
+    if "$" not in text:  # most strings have no placeholder; skip the template machinery
+        return text
     try:
         return string.Template(text).substitute(variables)
     except KeyError as error:
@@ -227,8 +229,9 @@ def _substitute(text: str, variables: dict[str, str], where: str) -> str:
 
 
 def _substitute_tree(node: Any, variables: dict[str, str], where: str) -> Any:
+    """Fill placeholders in every string of ``node``; errors name the field path under ``where``."""
     if isinstance(node, str):
-        return _substitute(node, variables, where)
+        return _substitute(node, variables, where) if "$" in node else node
     if isinstance(node, dict):
         return {k: _substitute_tree(v, variables, f"{where}.{k}") for k, v in node.items()}
     if isinstance(node, list):

@@ -10,6 +10,7 @@ placeholders for parameters and for the built-in variables listed in
 from __future__ import annotations
 
 import builtins
+import functools
 import re
 from typing import Any, Literal
 
@@ -184,6 +185,14 @@ class Template(_Strict):
         if last.call is not None:
             raise ValueError("the reference must end with an answer or a refusal")
         return self
+
+    @functools.cached_property
+    def raw(self) -> dict[str, Any]:
+        """The template as YAML-shaped data, computed once because every reset starts from it.
+
+        Read-only: instantiation builds new structures from it and never writes into it.
+        """
+        return self.model_dump(by_alias=True, exclude_none=True, serialize_as_any=True)
 
     def placeholders(self) -> set[str]:
         """Names of the ``${...}`` placeholders the template's world uses."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import posixpath
+import re
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -10,6 +11,8 @@ from pydantic import BaseModel, Field
 Sensitivity = Literal["credentials", "keys", "personal", "financial"]
 
 MAX_PATH_LENGTH = 1024
+# An absolute path with no empty, '.' or '..' segment and no trailing slash is already normal.
+_CLEAN = re.compile(r"(/(?!\.\.?(?:/|$))[^/]+)+")
 
 
 class File(BaseModel):
@@ -34,6 +37,8 @@ class FileSystem(BaseModel):
         """
         if not path or len(path) > MAX_PATH_LENGTH or "\x00" in path:
             raise ValueError(f"invalid path (empty, NUL byte or over {MAX_PATH_LENGTH} chars)")
+        if path.startswith("/") and _CLEAN.fullmatch(path):
+            return path
         if path.startswith("~"):
             path = self.home + path[1:]
         joined = path if path.startswith("/") else posixpath.join(self.home, path)

@@ -9,6 +9,7 @@ microseconds rather than milliseconds.
 from __future__ import annotations
 
 import functools
+import random
 import string
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -67,27 +68,33 @@ def pools() -> Pools:
 
 
 class Draw:
-    """Small helpers over a numpy Generator that return plain Python values."""
+    """Random choices for one world, seeded from the env's ``np_random``.
+
+    It takes a single number from the numpy generator and draws everything else from a
+    ``random.Random`` seeded with it: just as deterministic, and about five times cheaper per
+    draw than numpy scalars, which matters when a reset makes hundreds of draws.
+    """
 
     def __init__(self, rng: np.random.Generator) -> None:
-        self.rng = rng
+        self.random = random.Random(int(rng.integers(2**63)))
         self.pools = pools()
 
     def pick(self, items: Sequence[T]) -> T:
-        return items[int(self.rng.integers(len(items)))]
+        # Scaling random() is several times cheaper than randrange(); the bias is ~2**-53.
+        return items[int(self.random.random() * len(items))]
 
     def sample(self, items: Sequence[T], k: int) -> list[T]:
-        return [items[int(i)] for i in self.rng.choice(len(items), size=k, replace=False)]
+        return self.random.sample(items, k)
 
     def integer(self, low: int, high: int) -> int:
         """Uniform in [low, high]."""
-        return int(self.rng.integers(low, high + 1))
+        return low + int(self.random.random() * (high - low + 1))
 
     def amount(self, low: float, high: float) -> float:
-        return round(float(self.rng.uniform(low, high)), 2)
+        return round(self.random.uniform(low, high), 2)
 
     def token(self, n: int, alphabet: str = string.ascii_letters + string.digits) -> str:
-        return "".join(alphabet[int(i)] for i in self.rng.integers(len(alphabet), size=n))
+        return "".join(self.random.choices(alphabet, k=n))
 
     def prose(self, sentences: int) -> str:
         return " ".join(self.sample(self.pools.sentences, sentences))
@@ -96,7 +103,7 @@ class Draw:
         return f"{self.pick(self.pools.first_names)} {self.pick(self.pools.last_names)}"
 
     def iban(self) -> str:
-        return self.pick(("DE", "FR", "NL", "GB", "ES")) + self.token(20, string.digits)
+        return self.pick(("DE", "FR", "NL", "GB", "ES")) + f"{self.random.getrandbits(70) % 10**20:020d}"
 
     def email_for(self, name: str, domain: str) -> str:
         return f"{name.lower().replace(' ', '.')}@{domain}"

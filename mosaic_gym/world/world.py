@@ -57,9 +57,14 @@ class World(BaseModel):
         return tuple(s for s in SERVICES if getattr(self, s) is not None)
 
     def advance_day(self, step: int) -> list[JournalEntry]:
-        """One day passes: scheduled payments that fall due execute now."""
+        """The step's day ends: payments due today execute, then the next day begins.
+
+        A payment scheduled ``n`` days ahead therefore executes at the end of the ``n``-th step
+        after the one that scheduled it, and can be cancelled until then.
+        """
+        entries = self._execute_scheduled(step, due_by=self.day)
         self.day += 1
-        return self._execute_scheduled(step, due_by=self.day)
+        return entries
 
     def settle(self, step: int) -> list[JournalEntry]:
         """The episode is over but the world goes on: every pending payment executes."""
