@@ -14,8 +14,8 @@ import builtins
 import contextlib
 import http.client
 import io
-import math
 import json
+import math
 import os
 import shutil
 import socket

@@ -33,7 +33,7 @@ def test_sync_vector_env_steps_and_autoresets(env_id: str) -> None:
     bad = ("not protocol text",) * 3
     _, rewards, terminated, truncated, _ = envs.step(bad)
     assert not truncated.any() and rewards.shape == (3,)
-    _, _, terminated, truncated, infos = envs.step(bad)
+    _, _, _, truncated, infos = envs.step(bad)
     assert truncated.all(), "two format errors exhaust a budget of two steps"
     assert all(o.format_errors == 2 for o in infos["outcome"])
     observations, *_ = envs.step(bad)  # next-step autoreset: a fresh episode's first observation
@@ -44,8 +44,8 @@ def test_sync_vector_env_steps_and_autoresets(env_id: str) -> None:
 def test_same_seed_same_world_and_observations(suite_name: str) -> None:
     a, b = ToolEnv(suite_name, split="all"), ToolEnv(suite_name, split="all")
     for seed in (0, 7, 123):
-        obs_a, info_a = a.reset(seed=seed)
-        obs_b, info_b = b.reset(seed=seed)
+        obs_a, _ = a.reset(seed=seed)
+        obs_b, _ = b.reset(seed=seed)
         assert obs_a == obs_b
         assert a.task.world.model_dump_json() == b.task.world.model_dump_json()
         trace_a, _ = play(a, a.task.reference())
@@ -114,7 +114,7 @@ def test_bad_reset_options_and_tasks_are_named() -> None:
     env = ToolEnv("files", split="all")
     with pytest.raises(ValueError, match="unknown reset options"):
         env.reset(options={"tsak": "x"})
-    with pytest.raises(ValueError, match="did you mean 'files.archive_notes'"):
+    with pytest.raises(ValueError, match=r"did you mean 'files\.archive_notes'"):
         env.reset(options={"task": "files.archive_note"})
     with pytest.raises(ValueError, match="unknown suite"):
         ToolEnv("banking")
