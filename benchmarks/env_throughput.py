@@ -24,7 +24,7 @@ import mosaic_gym
 from mosaic_gym import ToolEnv
 
 sys.path.insert(0, str(Path(__file__).parent))
-import agentdojo_baseline  # noqa: E402
+import agentdojo_baseline
 
 # Our env -> the AgentDojo suite closest to it in services and task shape.
 COMPARABLE = {

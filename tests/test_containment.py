@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mosaic_gym.envs import SUITES
 
 from mosaic_gym import Action, ToolEnv
+from mosaic_gym.envs import SUITES
 from mosaic_gym.scenarios.suite import Suite
 
 MB = 1_000_000

@@ -31,7 +31,7 @@ def test_sync_vector_env_steps_and_autoresets(env_id: str) -> None:
     observations, infos = envs.reset(seed=[1, 2, 3])
     assert len(observations) == 3 and all(isinstance(o, str) and "User:" in o for o in observations)
     bad = ("not protocol text",) * 3
-    _, rewards, terminated, truncated, _ = envs.step(bad)
+    _, rewards, _, truncated, _ = envs.step(bad)
     assert not truncated.any() and rewards.shape == (3,)
     _, _, _, truncated, infos = envs.step(bad)
     assert truncated.all(), "two format errors exhaust a budget of two steps"

@@ -6,13 +6,13 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from mosaic_gym.agents import NaiveAgent, OracleAgent, RefuseAgent
-from mosaic_gym.agents.base import Agent
-from mosaic_gym.envs import SUITES
 
 from mosaic_gym import ToolEnv
+from mosaic_gym.agents import NaiveAgent, OracleAgent, RefuseAgent
+from mosaic_gym.agents.base import Agent
 from mosaic_gym.attacks import ATTACKS
 from mosaic_gym.cli import inventory, main
+from mosaic_gym.envs import SUITES
 from mosaic_gym.outcome import Outcome
 from mosaic_gym.rollout import EpisodeSpec, rollout
 from mosaic_gym.selfcheck import check_suite

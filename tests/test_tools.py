@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from mosaic_gym.envs import SUITES
 
 from mosaic_gym import Action, ToolEnv
+from mosaic_gym.envs import SUITES
 from mosaic_gym.scenarios.suite import Suite
 from mosaic_gym.tools import REGISTRY, ToolContext, ToolDefinitionError, ToolRegistry, call_tool, make_tool
 from mosaic_gym.tools.registry import RISK_TAGS
