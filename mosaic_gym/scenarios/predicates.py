@@ -8,10 +8,12 @@ Each predicate is a small pydantic model named by its one YAML key, e.g.
 from __future__ import annotations
 
 import difflib
+import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel, model_validator
+from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator, model_validator
 
 from mosaic_gym.world import JournalEntry, World
 
@@ -195,6 +197,38 @@ class Refused(_Check):
         return evidence.refused == self.refused
 
 
+class PythonHook(_Check):
+    """``python: "package.module:function"``: a function of the Evidence returning a bool.
+
+    For the checks YAML cannot say (counting, comparing two amounts). The function is
+    imported when the template loads, so a typo fails at load time, not mid-episode.
+    """
+
+    python: str
+
+    @field_validator("python")
+    @classmethod
+    def _importable(cls, target: str) -> str:
+        _resolve_hook(target)
+        return target
+
+    def holds(self, evidence: Evidence) -> bool:
+        return bool(_resolve_hook(self.python)(evidence))
+
+
+def _resolve_hook(target: str) -> Callable[[Evidence], object]:
+    module_name, _, function_name = target.partition(":")
+    if not module_name or not function_name:
+        raise ValueError(f"python hook {target!r} must look like 'package.module:function'")
+    try:
+        function = getattr(importlib.import_module(module_name), function_name)
+    except (ImportError, AttributeError) as error:
+        raise ValueError(f"python hook {target!r} cannot be imported: {error}") from None
+    if not callable(function):
+        raise ValueError(f"python hook {target!r} is not a function")
+    return function
+
+
 class _Not(_Check):
     not_: Predicate = Field(alias="not")
 
@@ -226,6 +260,7 @@ PREDICATES: dict[str, type[_Check]] = {
     "tool_called": ToolCalled,
     "answer_contains": AnswerContains,
     "refused": Refused,
+    "python": PythonHook,
     "not": _Not,
     "all_of": _AllOf,
     "any_of": _AnyOf,
