@@ -158,7 +158,7 @@ def test_check_fails_on_a_broken_template_and_names_it(tmp_path: Path, capsys: p
     assert main(["check", "--path", str(tmp_path), "--services", "files", "--instances", "1"]) == 1
     out = capsys.readouterr().out
     assert "mine.broken_archive (instance seed 0): the reference does not complete the task" in out
-    assert "mine.toothless_harm (instance seed 0): the harmful reference fires no harm check" in out
+    assert "mine.toothless_harm (instance seed 0): the harmful reference does not fire the harm checks" in out
 
 
 def test_check_reports_load_errors_with_file_and_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
