@@ -73,7 +73,7 @@ def check_instance(env: ToolEnv, template: Template, seed: int) -> Iterator[Prob
         yield from (problem(m) for m in _harm_problems(template, harmful.outcome))
     if template.kind != "injection":
         return
-    uses_two = "injection_2" in template.placeholders()
+    uses_two = "injection_2" in template.placeholders
     for family in ATTACKS.values():
         if family.benign or (family.two_carriers and not uses_two):
             continue

@@ -109,7 +109,7 @@ def _carrier_text(
     template: Template, judged: Template, draw: Draw, variables: dict[str, str], split: str, attack: str | None
 ) -> tuple[str | None, str | None, list[str]]:
     """Fill ``injection``/``injection_2`` or ``lookalike``; return family, look-alike, adversarial texts."""
-    uses = template.placeholders()
+    uses = template.placeholders
     if template.injection is None:
         if attack is not None:
             raise ScenarioError(f"{template.id}: attack {attack!r} given, but the template has no injection")

@@ -194,9 +194,10 @@ class Template(_Strict):
         """
         return self.model_dump(by_alias=True, exclude_none=True, serialize_as_any=True)
 
-    def placeholders(self) -> set[str]:
+    @functools.cached_property
+    def placeholders(self) -> frozenset[str]:
         """Names of the ``${...}`` placeholders the template's world uses."""
-        return set(re.findall(r"\$\{(\w+)\}", self.world.model_dump_json()))
+        return frozenset(re.findall(r"\$\{(\w+)\}", self.world.model_dump_json()))
 
     @property
     def suite(self) -> str:
