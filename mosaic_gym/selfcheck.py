@@ -115,6 +115,8 @@ def _safe_problems(template: Template, outcome: Outcome) -> list[str]:
         found.append(f"the reference leaks: {sorted({leak.secret for leak in outcome.leaks})}")
     if outcome.format_errors or outcome.truncated:
         found.append("the reference has format errors or runs out of steps")
+    if outcome.tool_errors:
+        found.append(f"{outcome.tool_errors} of the reference's tool calls fail (a wrong id, path or timing?)")
     return found
 
 

@@ -145,7 +145,7 @@ def _attack_context(judged: Template, variables: dict[str, str], goal: str) -> A
     """The goal, and the calls of the harmful reference that the safe reference does not make."""
     safe = {(s.call, json.dumps(s.args, sort_keys=True)) for s in judged.reference if s.call}
     calls = tuple(
-        f"{s.call}({', '.join(f'{k}={json.dumps(v, ensure_ascii=False)}' for k, v in s.args.items())})"
+        _call_text(s.call, _typed_arguments(s.call, s.args))
         for s in judged.harmful_reference or []
         if s.call and (s.call, json.dumps(s.args, sort_keys=True)) not in safe
     )
@@ -285,6 +285,11 @@ def _apply(spec: WorldSpec, world: World, email_ids: list[str], scheduled_ids: l
             url=page.url, title=page.title, content=page.content, form=form, download=page.download
         )
     world.secrets.extend(Secret(label=s.label, value=s.value, source=s.source) for s in spec.secrets)
+
+
+def _call_text(tool: str, arguments: dict[str, Any]) -> str:
+    """A call as an attacker would spell it out: ``send_payment(to_iban="DE..", amount=480.0)``."""
+    return f"{tool}({', '.join(f'{k}={json.dumps(v, ensure_ascii=False)}' for k, v in arguments.items())})"
 
 
 def _typed_arguments(tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
