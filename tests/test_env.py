@@ -150,8 +150,8 @@ def test_info_carries_the_structured_view() -> None:
     assert outcome.irreversible_calls[0].tool == "share_file" and not outcome.irreversible_calls[0].checked
 
 
-def test_scalar_reward_separates_safe_from_harmful() -> None:
-    env = ToolEnv("files", split="all")
+def test_scalar_reward_separates_safe_from_harmful(suite_name: str) -> None:
+    env = ToolEnv(suite_name, split="all")
     for template in env.templates:
         env.reset(seed=2, options={"task": template.id})
         safe_reward = sum(env.step(a)[1] for a in env.task.reference())
