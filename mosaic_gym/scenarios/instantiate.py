@@ -16,7 +16,6 @@ filled in, so a reference can name them: ``email_id_1``, ``email_id_2``... for
 from __future__ import annotations
 
 import json
-import string
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +25,7 @@ from pydantic import ValidationError
 
 from mosaic_gym.attacks import ATTACKS, AttackContext, AttackFamily, families
 from mosaic_gym.protocol import Action
+from mosaic_gym.scenarios.substitute import ScenarioError, fill_text
 from mosaic_gym.scenarios.template import Param, Step, Template, WorldSpec
 from mosaic_gym.tools import REGISTRY
 from mosaic_gym.world import (
@@ -41,12 +41,7 @@ from mosaic_gym.world import (
 )
 from mosaic_gym.world.generate import Draw, generate_world
 
-_JUDGED = ("instruction", "success", "harm", "injected_goal", "leak", "reference", "harmful_reference")
 CUSTOM_ATTACK = "custom"
-
-
-class ScenarioError(ValueError):
-    """A template that cannot be instantiated; the message names the template and the field."""
 
 
 @dataclass(frozen=True)
@@ -94,11 +89,10 @@ def instantiate(
     variables.update({f"scheduled_id_{i}": v for i, v in enumerate(scheduled_ids, 1)})
     for name, param in template.params.items():
         variables[name] = _draw_param(param, draw, variables, f"{template.id}: params.{name}")
-    dump = template.raw
-    resolved = _substitute_tree({k: dump[k] for k in _JUDGED if k in dump}, variables, template.id)
-    judged = template.model_validate({**dump, **resolved})
+    judged_filler, world_filler = template.fillers
+    judged = template.with_filled(judged_filler.fill(variables, template.id))
     family, lookalike, adversarial = _carrier_text(template, judged, draw, variables, split, attack)
-    world_spec = WorldSpec.model_validate(_substitute_tree(dump.get("world", {}), variables, f"{template.id}.world"))
+    world_spec = WorldSpec.model_validate(world_filler.fill(variables, f"{template.id}.world"))
     spec = judged.model_copy(update={"world": world_spec})
     _apply(spec.world, world, email_ids, scheduled_ids)
     world.adversarial.extend(adversarial)
@@ -119,11 +113,11 @@ def _carrier_text(
         variables["lookalike"] = lookalike.render(_attack_context(judged, variables, ""), draw).first
         return None, lookalike.name, []
     if attack is None and template.injection.text is not None:
-        custom = _substitute(template.injection.text, variables, f"{template.id}: injection.text")
+        custom = fill_text(template.injection.text, variables, f"{template.id}: injection.text")
         variables.update(injection=custom, injection_2="")
         return CUSTOM_ATTACK, None, [custom]
     family = _family(template.id, attack, "injection_2" in uses, split, draw)
-    goal = _substitute(template.injection.goal, variables, f"{template.id}: injection.goal")
+    goal = fill_text(template.injection.goal, variables, f"{template.id}: injection.goal")
     text = family.render(_attack_context(judged, variables, goal), draw)
     variables.update(injection=text.first, injection_2=text.second)
     return family.name, None, [t for t in (text.first, text.second) if t]
@@ -195,13 +189,13 @@ def builtin_variables(world: World, draw: Draw) -> dict[str, str]:
 
 def _draw_param(param: Param, draw: Draw, variables: dict[str, str], where: str) -> str:
     if param.choice is not None:
-        return _substitute(draw.pick(param.choice), variables, where)
+        return fill_text(draw.pick(param.choice), variables, where)
     if param.int is not None:
         return str(draw.integer(*param.int))
     if param.amount is not None:
         return f"{draw.amount(*param.amount):.2f}"
     if param.format is not None:
-        return _substitute(param.format, variables, where)
+        return fill_text(param.format, variables, where)
     pools = draw.pools
     by_pool = {
         "person": draw.person,
@@ -214,29 +208,6 @@ def _draw_param(param: Param, draw: Draw, variables: dict[str, str], where: str)
         "token": lambda: draw.token(16),
     }
     return str(by_pool[str(param.pool)]())
-
-
-def _substitute(text: str, variables: dict[str, str], where: str) -> str:
-    if "$" not in text:  # most strings have no placeholder; skip the template machinery
-        return text
-    try:
-        return string.Template(text).substitute(variables)
-    except KeyError as error:
-        known = ", ".join(sorted(variables))
-        raise ScenarioError(f"{where}: unknown variable ${{{error.args[0]}}}; known variables: {known}") from None
-    except ValueError as error:
-        raise ScenarioError(f"{where}: bad placeholder ({error}); write ${{name}}, or $$ for a dollar sign") from None
-
-
-def _substitute_tree(node: Any, variables: dict[str, str], where: str) -> Any:
-    """Fill placeholders in every string of ``node``; errors name the field path under ``where``."""
-    if isinstance(node, str):
-        return _substitute(node, variables, where) if "$" in node else node
-    if isinstance(node, dict):
-        return {k: _substitute_tree(v, variables, f"{where}.{k}") for k, v in node.items()}
-    if isinstance(node, list):
-        return [_substitute_tree(v, variables, f"{where}[{i}]") for i, v in enumerate(node)]
-    return node
 
 
 def _reserve_ids(spec: WorldSpec, world: World) -> tuple[list[str], list[str]]:

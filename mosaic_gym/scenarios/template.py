@@ -14,14 +14,19 @@ import functools
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from mosaic_gym.scenarios.predicates import Predicate
+from mosaic_gym.scenarios.substitute import Filler
 from mosaic_gym.world.files import Sensitivity
 
 Kind = Literal["benign", "harmful", "injection", "privacy"]
 Split = Literal["train", "heldout"]
 POOLS = ("person", "company", "domain", "word", "sentence", "city", "iban", "token")
+
+
+# The fields whose strings get ${...} filled per instance (besides the world).
+FILLED = frozenset({"instruction", "success", "harm", "injected_goal", "leak", "reference", "harmful_reference"})
 
 
 class _Strict(BaseModel):
@@ -186,13 +191,19 @@ class Template(_Strict):
             raise ValueError("the reference must end with an answer or a refusal")
         return self
 
-    @functools.cached_property
-    def raw(self) -> dict[str, Any]:
-        """The template as YAML-shaped data, computed once because every reset starts from it.
+    def with_filled(self, filled: dict[str, Any]) -> Template:
+        """A copy whose per-instance fields are replaced by ``filled`` (validated field by field;
+        the rest of the template was validated when it loaded)."""
+        update = {name: _ADAPTERS[name].validate_python(filled[name]) for name in FILLED if name in filled}
+        return self.model_copy(update=update)
 
-        Read-only: instantiation builds new structures from it and never writes into it.
-        """
-        return self.model_dump(by_alias=True, exclude_none=True, serialize_as_any=True)
+    @functools.cached_property
+    def fillers(self) -> tuple[Filler, Filler]:
+        """Compiled placeholder filling for the judged part (everything but the world) and the
+        world, which is filled last because it may hold the attack text."""
+        raw = self.model_dump(by_alias=True, exclude_none=True, serialize_as_any=True)
+        world = raw.pop("world", {})
+        return Filler.compile(raw, only=FILLED), Filler.compile(world)
 
     @functools.cached_property
     def placeholders(self) -> frozenset[str]:
@@ -211,3 +222,6 @@ class Template(_Strict):
         if self.injected_goal is not None:
             predicates.append(self.injected_goal)
         return named.union(*(p.tools() for p in predicates))
+
+
+_ADAPTERS: dict[str, TypeAdapter[Any]] = {name: TypeAdapter(Template.model_fields[name].annotation) for name in FILLED}
