@@ -283,7 +283,8 @@ def _describe(error: ValidationError) -> str:
 
 
 def _format(result: Any) -> str:
-    text = result if isinstance(result, str) else json.dumps(result, ensure_ascii=False, indent=1)
+    # Compact JSON: fewer tokens for the model, and the C encoder (any indent falls back to Python).
+    text = result if isinstance(result, str) else json.dumps(result, ensure_ascii=False)
     return _clip(text, MAX_OUTPUT_CHARS)
 
 
