@@ -224,4 +224,11 @@ class Template(_Strict):
         return named.union(*(p.tools() for p in predicates))
 
 
-_ADAPTERS: dict[str, TypeAdapter[Any]] = {name: TypeAdapter(Template.model_fields[name].annotation) for name in FILLED}
+def _field_adapter(name: str) -> TypeAdapter[Any]:
+    annotation = Template.model_fields[name].annotation
+    if annotation is None:
+        raise TypeError(f"Template.{name} has no type annotation")
+    return TypeAdapter(annotation)
+
+
+_ADAPTERS = {name: _field_adapter(name) for name in FILLED}
