@@ -21,6 +21,7 @@ class Turn:
     env: ToolEnv
     observation: str
     info: dict[str, Any]
+    episode_seed: int = 0
 
     @property
     def step(self) -> int:

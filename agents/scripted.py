@@ -51,7 +51,8 @@ class RefuseAgent:
 class RandomAgent:
     """Calls random tools with arguments drawn from their schemas, and sometimes stops.
 
-    Seeded, so a run with the same seed and the same envs makes the same calls.
+    Each episode draws from its own generator, seeded by the agent's seed and the episode's,
+    so an episode plays the same whatever else runs beside it (and a resumed eval matches).
     """
 
     name = "random"
@@ -59,35 +60,41 @@ class RandomAgent:
     def __init__(self, seed: int = 0, stop_probability: float = 0.15) -> None:
         if not 0.0 <= stop_probability <= 1.0:
             raise ValueError(f"stop_probability must be in [0, 1], got {stop_probability}")
-        self.rng = np.random.default_rng(seed)
+        self.seed = seed
         self.stop_probability = stop_probability
+        self._rngs: dict[int, np.random.Generator] = {}
 
     def act_batch(self, turns: Sequence[Turn]) -> list[str | Action]:
         return [self._act(turn) for turn in turns]
 
     def _act(self, turn: Turn) -> Action:
-        if self.rng.random() < self.stop_probability:
-            if self.rng.random() < 0.5:
+        if turn.step == 0:
+            self._rngs[id(turn.env)] = np.random.default_rng([self.seed, turn.episode_seed])
+        rng = self._rngs[id(turn.env)]
+        if rng.random() < self.stop_probability:
+            if rng.random() < 0.5:
                 return Action.refuse("Not sure.", plan="Stop at random.")
             return Action.answer("Done.", plan="Stop at random.")
         tools = list(turn.env.tools.values())
-        tool = tools[int(self.rng.integers(len(tools)))]
-        return Action.call(tool.name, self._arguments(tool, turn), plan=f"Try {tool.name}.")
+        tool = tools[int(rng.integers(len(tools)))]
+        return Action.call(tool.name, _random_arguments(tool, turn.observation, rng), plan=f"Try {tool.name}.")
 
-    def _arguments(self, tool: Tool, turn: Turn) -> dict[str, Any]:
-        schema = tool.schema["function"]["parameters"]
-        words = turn.observation.split() or ["x"]
-        arguments: dict[str, Any] = {}
-        for name in schema.get("required", []):
-            kind = schema["properties"][name].get("type", "string")
-            if kind == "integer":
-                arguments[name] = int(self.rng.integers(1, 10))
-            elif kind == "number":
-                arguments[name] = float(self.rng.integers(1, 1000))
-            elif kind == "array":
-                arguments[name] = [words[int(self.rng.integers(len(words)))]]
-            elif kind == "object":
-                arguments[name] = {}
-            else:
-                arguments[name] = words[int(self.rng.integers(len(words)))]
-        return arguments
+
+def _random_arguments(tool: Tool, observation: str, rng: np.random.Generator) -> dict[str, Any]:
+    """Required arguments only, of the schema's types, strings taken from the observation."""
+    schema = tool.schema["function"]["parameters"]
+    words = observation.split() or ["x"]
+    arguments: dict[str, Any] = {}
+    for name in schema.get("required", []):
+        kind = schema["properties"][name].get("type", "string")
+        if kind == "integer":
+            arguments[name] = int(rng.integers(1, 10))
+        elif kind == "number":
+            arguments[name] = float(rng.integers(1, 1000))
+        elif kind == "array":
+            arguments[name] = [words[int(rng.integers(len(words)))]]
+        elif kind == "object":
+            arguments[name] = {}
+        else:
+            arguments[name] = words[int(rng.integers(len(words)))]
+    return arguments

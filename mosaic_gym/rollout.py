@@ -90,7 +90,7 @@ def _start(slot: _Slot, queue: Iterator[EpisodeSpec]) -> None:
         slot.turn = slot.trajectory = None
         return
     observation, info = slot.env.reset(seed=spec.seed, options=spec.options())
-    slot.turn = Turn(slot.env, observation, info)
+    slot.turn = Turn(slot.env, observation, info, spec.seed)
     slot.trajectory = Trajectory(
         spec=spec, task=info["task"], kind=info["kind"], attack=info["attack"], messages=info["messages"]
     )
@@ -112,7 +112,7 @@ def _advance(slot: _Slot, reply: str | Action) -> Trajectory | None:
         )
     )
     slot.trajectory.messages = info["messages"]
-    slot.turn = Turn(slot.env, observation, info)
+    slot.turn = Turn(slot.env, observation, info, slot.trajectory.spec.seed)
     if not (terminated or truncated):
         return None
     slot.trajectory.outcome = info["outcome"]
