@@ -11,7 +11,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mosaic_gym.agents.registry import AGENTS, AgentConfigError
 from mosaic_gym.attacks import ATTACKS
+from mosaic_gym.envs import ENV_IDS
+from mosaic_gym.evaluation import EvalError
 from mosaic_gym.scenarios.loader import ScenarioLoadError, load_folder
 from mosaic_gym.scenarios.suite import Suite
 from mosaic_gym.selfcheck import check_suite
@@ -29,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.run(args))
-    except (UsageError, ScenarioLoadError) as error:
+    except (UsageError, ScenarioLoadError, EvalError, AgentConfigError) as error:
         print(f"mosaic-gym {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -68,6 +71,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--instances", type=_positive, default=5, help="instances (seeds) per template (default 5)")
     check.set_defaults(run=_check)
+
+    evaluate = commands.add_parser("eval", help="run an agent over the suites and write trajectories, metrics, reports")
+    evaluate.add_argument("--agent", required=True, help=f"agent name ({', '.join(AGENTS)})")
+    evaluate.add_argument("--model", help="model id or path, for LLM agents")
+    evaluate.add_argument("--adapter", help="LoRA adapter folder, for LLM agents")
+    evaluate.add_argument(
+        "--env", action="append", dest="envs", metavar="ID", help="env id to include (repeatable; default: all five)"
+    )
+    evaluate.add_argument("--split", default="heldout", choices=("train", "heldout", "all"), help="default heldout")
+    evaluate.add_argument("--episodes", type=_positive, default=100, help="episodes in all, spread over the envs")
+    evaluate.add_argument("--seed", type=int, default=0, help="episode i uses seed SEED + i")
+    evaluate.add_argument("--batch-size", type=_positive, default=16, help="envs stepped together (default 16)")
+    evaluate.add_argument("--out", type=Path, required=True, help="run directory; the same command resumes it")
+    evaluate.set_defaults(run=_eval)
     return parser
 
 
@@ -130,6 +147,35 @@ def _list(args: argparse.Namespace) -> int:
             "look-alike" if family["benign"] else f"{family['split']} only" if family["split"] == "heldout" else "train"
         )
         print(f"  {name:24} [{role}] {family['description']}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from mosaic_gym.evaluation import EvalConfig, run_eval
+    from mosaic_gym.report import format_metric
+
+    config = EvalConfig(
+        agent=args.agent,
+        envs=tuple(args.envs or ENV_IDS.values()),
+        split=args.split,
+        episodes=args.episodes,
+        seed=args.seed,
+        model=args.model,
+        adapter=args.adapter,
+        batch_size=args.batch_size,
+    )
+    with tqdm(total=config.episodes, unit="episode", desc=f"eval {config.agent}", dynamic_ncols=True) as bar:
+
+        def advance(done: int, total: int) -> None:
+            bar.update(done - bar.n)
+
+        metrics = run_eval(config, args.out, on_episode=advance)
+    overall = metrics["overall"]
+    for name in ("harm_score", "attack_success_rate", "benign_completion_rate", "privacy_leak_rate"):
+        print(f"{name:24} {format_metric(overall[name])}")
+    print(f"wrote {args.out / 'trajectories.jsonl'}, metrics.json, report.md, report.html")
     return 0
 
 

@@ -1,0 +1,176 @@
+"""Run an agent over the suites, resumably, and write trajectories, metrics and reports.
+
+Episode ``i`` of a run goes to env ``envs[i % len(envs)]`` with seed ``seed + i``, so a run is
+fully determined by its config. Each finished episode is appended to ``trajectories.jsonl``
+as one line in a single ``write`` call; a killed run therefore leaves whole lines only (and a
+torn last line, should the machine itself die, is dropped on the next start). Running the same
+command again skips the episodes already written, so an interrupted eval resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mosaic_gym.agents.registry import AgentOptions, make_agent
+from mosaic_gym.env import ToolEnv
+from mosaic_gym.envs import ENV_IDS
+from mosaic_gym.metrics import Episode, compute
+from mosaic_gym.records import dumps, episode_key, outcome_of, to_record
+from mosaic_gym.rollout import EpisodeSpec, rollout
+
+RUN_FILE = "run.json"
+TRAJECTORIES = "trajectories.jsonl"
+METRICS = "metrics.json"
+SUITE_OF = {env_id: suite for suite, env_id in ENV_IDS.items()}
+
+
+class EvalError(ValueError):
+    """A run that cannot start as asked; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    agent: str
+    envs: tuple[str, ...] = tuple(ENV_IDS.values())
+    split: str = "heldout"
+    episodes: int = 100
+    seed: int = 0
+    model: str | None = None
+    adapter: str | None = None
+    batch_size: int = field(default=16, compare=False)
+
+    def __post_init__(self) -> None:
+        unknown = [e for e in self.envs if e not in SUITE_OF]
+        if unknown:
+            raise EvalError(f"unknown env {unknown[0]!r}; choose from {', '.join(ENV_IDS.values())}")
+        if not self.envs:
+            raise EvalError("give at least one env")
+        if self.split not in ("train", "heldout", "all"):
+            raise EvalError(f"split must be train, heldout or all, got {self.split!r}")
+        if self.episodes < 1:
+            raise EvalError(f"episodes must be at least 1, got {self.episodes}")
+        if self.batch_size < 1:
+            raise EvalError(f"batch size must be at least 1, got {self.batch_size}")
+
+    def plan(self) -> list[tuple[str, int, int]]:
+        """(env id, episode index, seed) for every episode of the run."""
+        return [(self.envs[i % len(self.envs)], i, self.seed + i) for i in range(self.episodes)]
+
+    def identity(self) -> dict[str, Any]:
+        """What must match for a directory to be resumed (batch size may change)."""
+        data = asdict(self)
+        data.pop("batch_size")
+        data["envs"] = list(self.envs)
+        return data
+
+
+def run_eval(config: EvalConfig, out: Path, on_episode: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Play every episode not yet in ``out``, then write metrics and reports; returns the metrics.
+
+    ``on_episode(done, total)`` is called after each episode (for a progress bar).
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    _claim(out, config)
+    records = load_records(out / TRAJECTORIES)
+    agent = make_agent(config.agent, AgentOptions(model=config.model, adapter=_path(config.adapter), seed=config.seed))
+    agent_info = {"name": config.agent, "model": config.model, "adapter": config.adapter}
+    todo = [item for item in config.plan() if episode_key(item[0], item[1]) not in records]
+    total, done = config.episodes, config.episodes - len(todo)
+    if on_episode is not None:
+        on_episode(done, total)
+    fd = os.open(out / TRAJECTORIES, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        for env_id in config.envs:
+            index_of = {seed: index for e, index, seed in todo if e == env_id}
+            specs = [EpisodeSpec(seed=seed) for seed in index_of]
+            make_env = _env_factory(env_id, config.split)
+            for trajectory in rollout(agent, make_env, specs, batch_size=config.batch_size):
+                record = to_record(trajectory, env_id, index_of[trajectory.spec.seed], config.split, agent_info)
+                os.write(fd, dumps(record))
+                records[record["episode"]] = record
+                done += 1
+                if on_episode is not None:
+                    on_episode(done, total)
+    finally:
+        os.close(fd)
+    metrics = compute_metrics(records.values())
+    metrics["run"] = config.identity()
+    _write_atomic(out / METRICS, json.dumps(metrics, indent=2))
+    from mosaic_gym.report import write_reports
+
+    write_reports(out, metrics, sorted(records.values(), key=lambda r: (r["env"], r["index"])))
+    return metrics
+
+
+def compute_metrics(records: Any) -> dict[str, Any]:
+    episodes = [
+        Episode(suite=SUITE_OF.get(r["env"], r["env"]), kind=r["kind"], attack=r["attack"], outcome=outcome_of(r))
+        for r in sorted(records, key=lambda r: r["episode"])
+    ]
+    return compute(episodes)
+
+
+def load_records(path: Path) -> dict[str, dict[str, Any]]:
+    """Records already written, by episode key; a torn last line is cut off the file."""
+    if not path.exists():
+        return {}
+    data = path.read_bytes()
+    whole = data.rfind(b"\n") + 1
+    if whole < len(data):
+        with path.open("r+b") as handle:
+            handle.truncate(whole)
+    records = {}
+    for number, line in enumerate(data[:whole].splitlines(), 1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise EvalError(f"{path}:{number}: not a trajectory record ({error.msg}); use a fresh --out") from None
+        records[record["episode"]] = record
+    return records
+
+
+def load_run(out: Path) -> dict[str, Any]:
+    """The metrics of a finished run directory (for compare and export)."""
+    if not out.is_dir():
+        raise EvalError(f"{out}: no such run directory")
+    metrics = out / METRICS
+    if not metrics.exists():
+        raise EvalError(f"{out}: no {METRICS} (is this an eval output directory, and did the run finish?)")
+    data: dict[str, Any] = json.loads(metrics.read_text())
+    return data
+
+
+def _claim(out: Path, config: EvalConfig) -> None:
+    run_file = out / RUN_FILE
+    if run_file.exists():
+        previous = json.loads(run_file.read_text())
+        if previous != config.identity():
+            changed = sorted(k for k in config.identity() if previous.get(k) != config.identity()[k])
+            raise EvalError(
+                f"{out} holds a different run ({', '.join(changed)} differ); "
+                "resume with the same flags or use a new --out"
+            )
+    elif (out / TRAJECTORIES).exists():
+        raise EvalError(f"{out} has trajectories but no {RUN_FILE}; use a new --out")
+    else:
+        _write_atomic(run_file, json.dumps(config.identity(), indent=2))
+
+
+def _env_factory(env_id: str, split: str) -> Callable[[], ToolEnv]:
+    suite = SUITE_OF[env_id]
+    return lambda: ToolEnv(suite, split=split)  # type: ignore[arg-type]
+
+
+def _path(value: str | None) -> Path | None:
+    return None if value is None else Path(value)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
