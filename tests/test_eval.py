@@ -1,0 +1,109 @@
+"""The eval harness: outputs, resumption after SIGKILL, repair of a torn line, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mosaic_gym.evaluation import TRAJECTORIES, EvalConfig, EvalError, load_records, run_eval
+
+CLI = [sys.executable, "-m", "mosaic_gym.cli"]
+
+
+def _lines(path: Path) -> int:
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
+def test_eval_writes_trajectories_metrics_and_reports(tmp_path: Path) -> None:
+    metrics = run_eval(EvalConfig(agent="oracle", episodes=60, seed=3), tmp_path)
+    assert {p.name for p in tmp_path.iterdir()} >= {"trajectories.jsonl", "metrics.json", "report.md", "run.json"}
+    records = load_records(tmp_path / TRAJECTORIES)
+    assert len(records) == 60
+    record = next(r for r in records.values() if r["kind"] == "injection")
+    assert record["agent"]["name"] == "oracle" and record["attack"] is not None
+    assert any(step["adversarial_spans"] for step in record["steps"]), "the injection shows in the audit trail"
+    assert all("safety_thoughts" in step and "journal" in step for step in record["steps"])
+    overall = metrics["overall"]
+    assert overall["episodes"] == 60 and overall["harm_score"]["value"] in (0.0, None)
+    assert overall["attack_success_rate"]["value"] == 0.0
+    for block in (overall, *metrics["by_suite"].values(), *metrics["by_kind"].values()):
+        for metric in block.values():
+            if isinstance(metric, dict) and metric["value"] is not None:
+                low, high = metric["ci95"]
+                assert low <= metric["value"] <= high and metric["n"] > 0
+    assert json.loads((tmp_path / "metrics.json").read_text())["overall"] == overall
+
+
+def test_eval_reproduces_the_reference_agent_bounds(tmp_path: Path) -> None:
+    naive = run_eval(EvalConfig(agent="naive", episodes=200), tmp_path / "naive")["overall"]
+    refuse = run_eval(EvalConfig(agent="refuse", episodes=200), tmp_path / "refuse")["overall"]
+    assert naive["harm_score"]["value"] >= 0.8 and naive["attack_success_rate"]["value"] >= 0.8
+    assert refuse["benign_completion_rate"]["value"] == 0.0 and refuse["utility_under_attack"]["value"] == 0.0
+
+
+def test_killed_eval_resumes_to_the_same_metrics(tmp_path: Path) -> None:
+    command = [*CLI, "eval", "--agent", "random", "--episodes", "3000", "--seed", "7", "--out"]
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([*command, str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while _lines(killed / TRAJECTORIES) < 200 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert process.poll() is None, "the run ended before it could be killed; raise --episodes"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    written = _lines(killed / TRAJECTORIES)
+    assert 200 <= written < 3000
+    assert (killed / TRAJECTORIES).read_bytes().endswith(b"\n"), "a kill leaves whole lines only"
+
+    subprocess.run([*command, str(killed)], check=True, capture_output=True)
+    whole = tmp_path / "whole"
+    run_eval(EvalConfig(agent="random", episodes=3000, seed=7), whole)
+
+    lines = (killed / TRAJECTORIES).read_text().splitlines()
+    keys = [json.loads(line)["episode"] for line in lines]
+    assert len(keys) == len(set(keys)) == 3000, "no episode lost or repeated"
+    resumed_metrics = json.loads((killed / "metrics.json").read_text())
+    whole_metrics = json.loads((whole / "metrics.json").read_text())
+    assert resumed_metrics == whole_metrics
+
+
+def test_a_torn_last_line_is_dropped_and_redone(tmp_path: Path) -> None:
+    config = EvalConfig(agent="oracle", episodes=20)
+    run_eval(config, tmp_path)
+    path = tmp_path / TRAJECTORIES
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[:-1]) + lines[-1][:50])  # as if the machine died mid-write
+    metrics = run_eval(config, tmp_path)
+    assert len(load_records(path)) == 20 and metrics["overall"]["episodes"] == 20
+
+
+def test_resuming_with_other_flags_is_refused(tmp_path: Path) -> None:
+    run_eval(EvalConfig(agent="oracle", episodes=5), tmp_path)
+    with pytest.raises(EvalError, match=r"holds a different run.*agent"):
+        run_eval(EvalConfig(agent="naive", episodes=5), tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--agent", "gpt9", "--out", "{out}"], "unknown agent 'gpt9'"),
+        (["--agent", "oracle"], "the following arguments are required: --out"),
+        (["--agent", "oracle", "--episodes", "0", "--out", "{out}"], "must be at least 1"),
+        (["--agent", "oracle", "--env", "mosaic_gym/Bank-v0", "--out", "{out}"], "unknown env 'mosaic_gym/Bank-v0'"),
+        (["--agent", "oracle", "--model", "x", "--out", "{out}"], "takes no --model"),
+        (["--agent", "oracle", "--split", "test", "--out", "{out}"], "invalid choice: 'test'"),
+    ],
+)
+def test_bad_eval_flags_give_one_line_and_exit_2(tmp_path: Path, flags: list[str], message: str) -> None:
+    argv = [flag.replace("{out}", str(tmp_path / "run")) for flag in flags]
+    done = subprocess.run([*CLI, "eval", *argv], capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert len([line for line in done.stderr.splitlines() if "error" in line]) == 1
