@@ -85,6 +85,21 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--batch-size", type=_positive, default=16, help="envs stepped together (default 16)")
     evaluate.add_argument("--out", type=Path, required=True, help="run directory; the same command resumes it")
     evaluate.set_defaults(run=_eval)
+
+    comparing = commands.add_parser(
+        "compare", help="put eval runs side by side: each metric, and its difference to the first run with a 95% CI"
+    )
+    comparing.add_argument(
+        "runs", nargs="*", type=Path, metavar="DIR", help="run directories; the first is the baseline"
+    )
+    comparing.add_argument("--out", type=Path, help="also write compare.md and compare.png to this folder")
+    comparing.set_defaults(run=_compare)
+
+    exporting = commands.add_parser("export", help="export a run's trajectories as parquet or a Hugging Face dataset")
+    exporting.add_argument("run_dir", type=Path, metavar="DIR", help="run directory written by eval")
+    exporting.add_argument("--format", required=True, choices=("parquet", "dataset"), help="parquet file or dataset")
+    exporting.add_argument("--to", type=Path, required=True, help="parquet file, or folder for save_to_disk")
+    exporting.set_defaults(run=_export)
     return parser
 
 
@@ -176,6 +191,29 @@ def _eval(args: argparse.Namespace) -> int:
     for name in ("harm_score", "attack_success_rate", "benign_completion_rate", "privacy_leak_rate"):
         print(f"{name:24} {format_metric(overall[name])}")
     print(f"wrote {args.out / 'trajectories.jsonl'}, metrics.json, report.md, report.html")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from mosaic_gym.compare import compare, format_table, load, write
+
+    if len(args.runs) < 2:
+        raise UsageError(
+            f"give at least two run directories to compare (the first is the baseline), got {len(args.runs)}"
+        )
+    comparison = compare([load(path) for path in args.runs])
+    written = write(comparison, args.out) if args.out is not None else []
+    print(format_table(comparison), end="")
+    if written:
+        print(f"wrote {', '.join(str(path) for path in written)}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from mosaic_gym.export import export
+
+    count = export(args.run_dir, args.format, args.to)
+    print(f"wrote {count} episodes to {args.to} ({args.format})")
     return 0
 
 

@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from mosaic_gym.metrics import METRICS
+from mosaic_gym.plots import render_plots
+from mosaic_gym.report_html import page
 
 
 def format_metric(metric: dict[str, Any]) -> str:
@@ -44,4 +46,6 @@ def markdown(metrics: dict[str, Any]) -> str:
 
 
 def write_reports(out: Path, metrics: dict[str, Any], records: list[dict[str, Any]]) -> None:
+    """report.md (tables) and report.html (tables, plots when matplotlib is installed, trajectories)."""
     (out / "report.md").write_text(markdown(metrics))
+    (out / "report.html").write_text(page(metrics, records, render_plots(metrics)), encoding="utf-8")

@@ -1,0 +1,362 @@
+"""Side-by-side comparison of eval runs: each metric per run, and its difference to the first run.
+
+The first run is the baseline. A difference of two rates gets Newcombe's hybrid score interval
+(method 10 of Newcombe 1998), built from the two Wilson intervals that ``metrics.json`` already
+reports. A difference of two means (``harm_score``, ``mean_steps``, ``mean_tokens``) needs the
+per-episode values, so those are recomputed from ``trajectories.jsonl``; its interval is the
+normal approximation with Welch's unpooled standard error. Both treat the runs as independent
+samples; runs with the same seeds play the same episodes, for which these intervals are wider
+than a paired analysis would give (conservative).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from mosaic_gym.evaluation import METRICS as METRICS_FILE
+from mosaic_gym.evaluation import RUN_FILE, TRAJECTORIES, EvalError, load_records, load_run
+from mosaic_gym.metrics import METRICS, Z95, wilson
+from mosaic_gym.records import outcome_of
+
+MEANS = ("harm_score", "mean_steps", "mean_tokens")
+"""Metrics that are means of per-episode values; every other metric is a rate."""
+
+_DIFFERENCE_RANGE = {"harm_score": (-1.0, 1.0)}
+MARK = "*"
+
+
+@dataclass(frozen=True)
+class Difference:
+    """An estimated difference with its 95% confidence interval."""
+
+    value: float
+    low: float
+    high: float
+
+    @property
+    def excludes_zero(self) -> bool:
+        return self.low > 0 or self.high < 0
+
+
+def newcombe(x1: int, n1: int, x2: int, n2: int) -> Difference | None:
+    """``x1/n1 - x2/n2`` with Newcombe's hybrid score interval; None when either count is 0."""
+    if n1 == 0 or n2 == 0:
+        return None
+    p1, p2 = x1 / n1, x2 / n2
+    l1, u1 = wilson(x1, n1)
+    l2, u2 = wilson(x2, n2)
+    d = p1 - p2
+    below = math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)
+    above = math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
+    return Difference(d, max(-1.0, d - below), min(1.0, d + above))
+
+
+def welch(a: Sequence[float], b: Sequence[float], bounds: tuple[float, float] | None = None) -> Difference | None:
+    """``mean(a) - mean(b)`` with a normal interval on Welch's standard error; None when either is empty.
+
+    With a single value on either side the variance is unknown and the interval is unbounded
+    (or ``bounds``, the range the difference can take).
+    """
+    if not a or not b:
+        return None
+    low_bound, high_bound = bounds if bounds is not None else (-math.inf, math.inf)
+    d = _mean(a) - _mean(b)
+    if len(a) < 2 or len(b) < 2:
+        return Difference(d, low_bound, high_bound)
+    half = Z95 * math.sqrt(_variance(a) / len(a) + _variance(b) / len(b))
+    return Difference(d, max(low_bound, d - half), min(high_bound, d + half))
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
+
+
+def _variance(values: Sequence[float]) -> float:
+    mean = _mean(values)
+    return sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+
+
+def per_episode(records: Iterable[dict[str, Any]]) -> dict[str, list[float]]:
+    """The per-episode values behind each mean metric, as ``metrics.metric_block`` defines them."""
+    outcomes = [outcome_of(record) for record in sorted(records, key=lambda r: r["episode"])]
+    return {
+        "harm_score": [o.harm_score for o in outcomes if o.kind == "harmful"],
+        "mean_steps": [float(o.steps) for o in outcomes],
+        "mean_tokens": [float(o.agent_tokens) for o in outcomes if o.agent_tokens is not None],
+    }
+
+
+def difference(metric: str, run: Run, baseline: Run) -> Difference | None:
+    """``run`` minus ``baseline`` on ``metric``; None when either has no data for it."""
+    if metric in MEANS:
+        return welch(run.values[metric], baseline.values[metric], _DIFFERENCE_RANGE.get(metric))
+    mine, theirs = run.overall[metric], baseline.overall[metric]
+    if mine["value"] is None or theirs["value"] is None:
+        return None
+    return newcombe(_successes(mine), mine["n"], _successes(theirs), theirs["n"])
+
+
+def _successes(metric: dict[str, Any]) -> int:
+    return round(metric["value"] * metric["n"])
+
+
+@dataclass(frozen=True)
+class Run:
+    """What a comparison needs of one run directory."""
+
+    path: Path
+    info: dict[str, Any]
+    overall: dict[str, Any]
+    values: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """``agent`` or ``agent:model+adapter``, then the directory name: ``naive (runs/naive)``."""
+        name = str(self.info.get("agent") or "?")
+        if self.info.get("model"):
+            name += ":" + Path(str(self.info["model"])).name
+        if self.info.get("adapter"):
+            name += "+" + Path(str(self.info["adapter"])).name
+        return f"{name} ({self.path.resolve().name})"
+
+
+def load(path: Path) -> Run:
+    """A finished run directory; EvalError (one line) when it is not one."""
+    try:
+        metrics = load_run(path)
+        overall = metrics["overall"]
+        missing = [name for name in METRICS if name not in overall]
+    except json.JSONDecodeError as error:
+        raise EvalError(f"{path / METRICS_FILE}: not valid JSON ({error.msg})") from None
+    except (KeyError, TypeError):
+        raise EvalError(f"{path / METRICS_FILE}: not an eval metrics file (no overall metrics)") from None
+    if missing:
+        raise EvalError(f"{path / METRICS_FILE}: lacks {', '.join(missing)} (written by another version?)")
+    if not (path / TRAJECTORIES).exists():
+        raise EvalError(f"{path}: no {TRAJECTORIES} (is this an eval output directory?)")
+    try:
+        values = per_episode(load_records(path / TRAJECTORIES).values())
+    except (KeyError, TypeError, ValidationError):
+        raise EvalError(f"{path / TRAJECTORIES}: holds something other than trajectory records") from None
+    for name in MEANS:
+        if len(values[name]) != overall[name]["n"]:
+            raise EvalError(
+                f"{path}: {TRAJECTORIES} and {METRICS_FILE} disagree on {name} "
+                f"({len(values[name])} vs {overall[name]['n']} episodes); run the eval command again to refresh"
+            )
+    info = metrics.get("run") or _run_file(path)
+    return Run(path=path, info=info, overall=overall, values=values)
+
+
+def _run_file(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((path / RUN_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Runs (the first is the baseline) and, per metric, each later run's difference to it."""
+
+    runs: list[Run]
+    differences: dict[str, list[Difference | None]]
+    notes: list[str]
+
+
+def compare(runs: Sequence[Run]) -> Comparison:
+    if len(runs) < 2:
+        raise EvalError(f"give at least two run directories to compare, got {len(runs)}")
+    baseline = runs[0]
+    differences = {metric: [difference(metric, run, baseline) for run in runs[1:]] for metric in METRICS}
+    return Comparison(list(runs), differences, _notes(runs))
+
+
+def _notes(runs: Sequence[Run]) -> list[str]:
+    """Differences in what the runs played (split, envs, episodes, seed), worth knowing when reading."""
+    notes = []
+    for key in ("split", "envs", "episodes", "seed"):
+        seen = [run.info.get(key) for run in runs]
+        if any(value != seen[0] for value in seen):
+            shown = ", ".join(f"[{i}] {_short(value)}" for i, value in enumerate(seen, 1))
+            notes.append(f"runs differ in {key}: {shown}")
+    return notes
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, list):
+        return "+".join(str(v).removeprefix("mosaic_gym/") for v in value)
+    return str(value)
+
+
+def _number(metric: str, value: float, sign: bool = False) -> str:
+    decimals = 2 if metric in ("mean_steps", "mean_tokens") else 3
+    return f"{value:{'+' if sign else ''}.{decimals}f}"
+
+
+def format_value(metric: str, data: dict[str, Any]) -> str:
+    """``0.420 [0.310, 0.550] n=40``, or ``-`` when the metric's population is empty."""
+    if data["value"] is None:
+        return "-"
+    low, high = data["ci95"]
+    return f"{_number(metric, data['value'])} [{_number(metric, low)}, {_number(metric, high)}] n={data['n']}"
+
+
+def format_difference(metric: str, diff: Difference | None) -> str:
+    """``-0.250 [-0.400, -0.100] *``: the mark when the interval excludes zero; ``-`` when undefined."""
+    if diff is None:
+        return "-"
+    text = (
+        f"{_number(metric, diff.value, True)} [{_number(metric, diff.low, True)}, {_number(metric, diff.high, True)}]"
+    )
+    return f"{text} {MARK}" if diff.excludes_zero else text
+
+
+def _header(comparison: Comparison) -> list[str]:
+    header = ["metric", "[1]"]
+    for i in range(2, len(comparison.runs) + 1):
+        header += [f"[{i}]", f"[{i}]-[1]"]
+    return header
+
+
+def _rows(comparison: Comparison) -> list[list[str]]:
+    rows = []
+    for metric in METRICS:
+        runs = comparison.runs
+        row = [metric, format_value(metric, runs[0].overall[metric])]
+        for run, diff in zip(runs[1:], comparison.differences[metric], strict=True):
+            row += [format_value(metric, run.overall[metric]), format_difference(metric, diff)]
+        rows.append(row)
+    return rows
+
+
+_FOOTER = (
+    f"Values with 95% CI and n. [i]-[1]: difference to the baseline [1] with its 95% CI, {MARK} when the "
+    "CI excludes 0 (rates: Newcombe hybrid score interval; harm_score, mean_steps, mean_tokens: Welch normal "
+    "approximation over the episodes in trajectories.jsonl)."
+)
+
+
+def format_table(comparison: Comparison) -> str:
+    """Plain-text table for the terminal: a legend of the runs, then one row per metric."""
+    lines = [
+        f"[{i}] {run.label}  {run.path}" + ("  (baseline)" if i == 1 else "")
+        for i, run in enumerate(comparison.runs, 1)
+    ]
+    lines += [f"note: {note}" for note in comparison.notes]
+    table = [_header(comparison), *_rows(comparison)]
+    widths = [max(len(row[column]) for row in table) for column in range(len(table[0]))]
+    lines.append("")
+    for row in table:
+        cells = [row[0].ljust(widths[0]), *(cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True))]
+        lines.append("  ".join(cells).rstrip())
+    lines += ["", _FOOTER]
+    return "\n".join(lines) + "\n"
+
+
+def format_markdown(comparison: Comparison) -> str:
+    lines = ["# Comparison of eval runs", ""]
+    lines += [
+        f"- [{i}] `{run.label}`: `{run.path}`" + (" (baseline)" if i == 1 else "")
+        for i, run in enumerate(comparison.runs, 1)
+    ]
+    if comparison.notes:
+        lines += ["", *(f"Note: {note}." for note in comparison.notes)]
+    header = _header(comparison)
+    lines += ["", "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in _rows(comparison)]
+    lines += ["", _FOOTER]
+    return "\n".join(lines) + "\n"
+
+
+UNIT_METRICS = tuple(name for name in METRICS if name not in ("mean_steps", "mean_tokens"))
+"""Metrics on a 0-1 scale, drawn together; mean_steps and mean_tokens get axes of their own."""
+
+
+def plot(comparison: Comparison, path: Path) -> None:
+    """Grouped bars per metric with 95% CI error bars, one colour per run (needs matplotlib)."""
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    runs = comparison.runs
+    figure = Figure(figsize=(max(11.0, 0.45 * len(UNIT_METRICS) * len(runs)), 9.0))
+    columns = min(3, len(runs))
+    figure.legend(
+        handles=[Patch(color=_colour(i), label=f"[{i + 1}] {run.label}") for i, run in enumerate(runs)],
+        loc="upper center",
+        ncol=columns,
+        fontsize=9,
+        frameon=False,
+    )
+    top = 1 - 0.035 * (1 + math.ceil(len(runs) / columns))
+    grid = figure.add_gridspec(2, 2, height_ratios=(3, 2), hspace=0.5, wspace=0.2, top=top)
+    unit = figure.add_subplot(grid[0, :])
+    _bars(unit, comparison, UNIT_METRICS)
+    unit.set_ylim(0, 1.05)
+    unit.set_ylabel("rate / score")
+    unit.set_title("Metrics with 95% confidence intervals (first run is the baseline)", fontsize=10)
+    for column, metric in enumerate(("mean_steps", "mean_tokens")):
+        axes = figure.add_subplot(grid[1, column])
+        if _bars(axes, comparison, (metric,)) == 0:
+            axes.text(0.5, 0.5, "no data", ha="center", va="center", transform=axes.transAxes, color="grey")
+            axes.set_yticks([])
+        axes.set_ylim(bottom=0)
+    figure.savefig(path, dpi=110, bbox_inches="tight")
+
+
+def _bars(axes: Any, comparison: Comparison, metrics: Sequence[str]) -> int:
+    """Draw the bars; returns how many had a value."""
+    count = len(comparison.runs)
+    width = 0.8 / count
+    drawn = 0
+    for i, run in enumerate(comparison.runs):
+        xs: list[float] = []
+        heights: list[float] = []
+        errors: tuple[list[float], list[float]] = ([], [])
+        for x, metric in enumerate(metrics):
+            data = run.overall[metric]
+            if data["value"] is None:
+                continue
+            value, (low, high) = data["value"], data["ci95"]
+            xs.append(x - 0.4 + width * (i + 0.5))
+            heights.append(value)
+            errors[0].append(_error(value - low))
+            errors[1].append(_error(high - value))
+        axes.bar(xs, heights, width, color=_colour(i), yerr=errors, capsize=2, ecolor="black", linewidth=0)
+        drawn += len(xs)
+    axes.set_xticks(range(len(metrics)))
+    axes.set_xticklabels(metrics, rotation=25 if len(metrics) > 1 else 0, ha="right" if len(metrics) > 1 else "center")
+    axes.tick_params(axis="x", labelsize=8)
+    axes.grid(axis="y", alpha=0.3)
+    return drawn
+
+
+def _colour(index: int) -> str:
+    return f"C{index % 10}"
+
+
+def _error(length: float) -> float:
+    """An error bar's length: never negative (float noise at 0 and 1) nor infinite (a one-episode mean)."""
+    return max(0.0, length) if math.isfinite(length) else 0.0
+
+
+def write(comparison: Comparison, out: Path) -> list[Path]:
+    """compare.md and compare.png in ``out``; returns their paths."""
+    if out.exists() and not out.is_dir():
+        raise EvalError(f"--out {out} is a file; give a folder for compare.md and compare.png")
+    out.mkdir(parents=True, exist_ok=True)
+    markdown, image = out / "compare.md", out / "compare.png"
+    markdown.write_text(format_markdown(comparison))
+    try:
+        plot(comparison, image)
+    except ImportError:
+        raise EvalError('compare.png needs matplotlib: pip install "mosaic-gym[eval]"') from None
+    return [markdown, image]
