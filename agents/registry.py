@@ -17,6 +17,7 @@ class AgentOptions:
     model: str | None = None
     adapter: Path | None = None
     seed: int = 0
+    base_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class AgentEntry:
     description: str
     build: Callable[[AgentOptions], Agent]
     uses_model: bool = False
+    uses_base_url: bool = False
 
 
 AGENTS: dict[str, AgentEntry] = {
@@ -44,6 +46,8 @@ def make_agent(name: str, options: AgentOptions) -> Agent:
         raise AgentConfigError(f"unknown agent {name!r}; choose from: {', '.join(AGENTS)}")
     if not entry.uses_model and (options.model is not None or options.adapter is not None):
         raise AgentConfigError(f"agent {name!r} is scripted and takes no --model or --adapter")
+    if options.base_url is not None and not entry.uses_base_url:
+        raise AgentConfigError(f"agent {name!r} takes no --base-url")
     if options.adapter is not None and not options.adapter.is_dir():
         raise AgentConfigError(f"--adapter {options.adapter}: no such folder")
     return entry.build(options)

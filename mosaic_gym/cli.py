@@ -76,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--agent", required=True, help=f"agent name ({', '.join(AGENTS)})")
     evaluate.add_argument("--model", help="model id or path, for LLM agents")
     evaluate.add_argument("--adapter", help="LoRA adapter folder, for LLM agents")
+    evaluate.add_argument("--base-url", help="OpenAI-compatible endpoint, for --agent openai")
     evaluate.add_argument(
         "--env", action="append", dest="envs", metavar="ID", help="env id to include (repeatable; default: all five)"
     )
@@ -179,6 +180,7 @@ def _eval(args: argparse.Namespace) -> int:
         seed=args.seed,
         model=args.model,
         adapter=args.adapter,
+        base_url=args.base_url,
         batch_size=args.batch_size,
     )
     with tqdm(total=config.episodes, unit="episode", desc=f"eval {config.agent}", dynamic_ncols=True) as bar:

@@ -42,6 +42,7 @@ class EvalConfig:
     seed: int = 0
     model: str | None = None
     adapter: str | None = None
+    base_url: str | None = None
     batch_size: int = field(default=16, compare=False)
 
     def __post_init__(self) -> None:
@@ -77,7 +78,10 @@ def run_eval(config: EvalConfig, out: Path, on_episode: Callable[[int, int], Non
     out.mkdir(parents=True, exist_ok=True)
     _claim(out, config)
     records = load_records(out / TRAJECTORIES)
-    agent = make_agent(config.agent, AgentOptions(model=config.model, adapter=_path(config.adapter), seed=config.seed))
+    options = AgentOptions(
+        model=config.model, adapter=_path(config.adapter), seed=config.seed, base_url=config.base_url
+    )
+    agent = make_agent(config.agent, options)
     agent_info = {"name": config.agent, "model": config.model, "adapter": config.adapter}
     todo = [item for item in config.plan() if episode_key(item[0], item[1]) not in records]
     total, done = config.episodes, config.episodes - len(todo)
