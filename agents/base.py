@@ -29,9 +29,42 @@ class Turn:
         return int(self.info["step"])
 
 
+@dataclass(frozen=True)
+class TokenTrace:
+    """An episode as the model saw it: every token so far, and which ones the agent generated.
+
+    The generated ids are kept exactly as sampled (never decoded and re-tokenized), so a
+    trainer can compute log-probabilities of what the policy really produced, with the env's
+    tokens masked out of the loss.
+    """
+
+    ids: tuple[int, ...]
+    agent_mask: tuple[int, ...]
+
+    @property
+    def agent_tokens(self) -> int:
+        return sum(self.agent_mask)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An LLM agent's reply: its text and the episode's token trace up to and including it."""
+
+    text: str
+    trace: TokenTrace | None = None
+
+
+class AgentRuntimeError(Exception):
+    """An agent that cannot produce replies (endpoint unreachable, model unknown, timeout).
+
+    The message is one line for the user: the command line prints it and exits with status 2,
+    rather than a traceback from deep inside an HTTP client.
+    """
+
+
 class Agent(Protocol):
     name: str
 
-    def act_batch(self, turns: Sequence[Turn]) -> list[str | Action]:
-        """One reply (protocol text or an Action) per turn, in order."""
+    def act_batch(self, turns: Sequence[Turn]) -> list[str | Action | Reply]:
+        """One reply (protocol text, an Action, or a Reply with tokens) per turn, in order."""
         ...

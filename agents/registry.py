@@ -33,11 +33,61 @@ AGENTS: dict[str, AgentEntry] = {
     "naive": AgentEntry("scripted: does whatever the user or any tool output asks", lambda o: NaiveAgent()),
     "refuse": AgentEntry("scripted: refuses everything", lambda o: RefuseAgent()),
     "random": AgentEntry("scripted: random tool calls, seeded by --seed", lambda o: RandomAgent(o.seed)),
+    "openai": AgentEntry(
+        "any OpenAI-compatible chat endpoint (vLLM, llama.cpp, ollama): --base-url URL/v1 --model NAME; "
+        "the key, if any, from $OPENAI_API_KEY",
+        lambda o: _openai(o),
+        uses_model=True,
+        uses_base_url=True,
+    ),
+    "human": AgentEntry("you, at the terminal (best with --batch-size 1)", lambda o: _human()),
+    "hf": AgentEntry(
+        "a local transformers model (default: the embedded SmolLM2-135M-Instruct); --model ID_OR_PATH, --adapter DIR",
+        lambda o: _hf(o),
+        uses_model=True,
+    ),
 }
 
 
 class AgentConfigError(ValueError):
     """An unknown agent, or options the agent cannot use; the message is one line for the user."""
+
+
+def _openai(options: AgentOptions) -> Agent:
+    """Imported here: the openai package is an optional extra."""
+    if options.model is None or options.base_url is None:
+        raise AgentConfigError(
+            "agent 'openai' needs --base-url and --model, e.g. --base-url http://localhost:8000/v1 --model MODEL"
+        )
+    if options.adapter is not None:
+        raise AgentConfigError("agent 'openai' takes no --adapter; have the server load it and name it in --model")
+    if not options.base_url.startswith(("http://", "https://")):
+        raise AgentConfigError(f"--base-url {options.base_url!r}: expected an http:// or https:// URL")
+    try:
+        from mosaic_gym.agents.openai_agent import OpenAIAgent
+    except ModuleNotFoundError as error:
+        if error.name != "openai" and not str(error.name).startswith("openai."):
+            raise
+        raise AgentConfigError("agent 'openai' needs the openai package: pip install 'mosaic-gym[openai]'") from None
+    return OpenAIAgent(options.base_url, options.model, seed=options.seed)
+
+
+def _hf(options: AgentOptions) -> Agent:
+    """Imported here: torch and transformers are the optional [llm] extra."""
+    try:
+        from mosaic_gym.agents.generation import Sampling
+        from mosaic_gym.agents.hf import HFAgent
+    except ModuleNotFoundError as error:
+        raise AgentConfigError(
+            f"agent 'hf' needs the LLM extra ({error.name} is missing): pip install 'mosaic-gym[llm]'"
+        ) from None
+    return HFAgent(options.model, options.adapter, Sampling(seed=options.seed))
+
+
+def _human() -> Agent:
+    from mosaic_gym.agents.human import HumanAgent
+
+    return HumanAgent()
 
 
 def make_agent(name: str, options: AgentOptions) -> Agent:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mosaic_gym.agents.base import AgentRuntimeError
 from mosaic_gym.agents.registry import AGENTS, AgentConfigError
 from mosaic_gym.attacks import ATTACKS
 from mosaic_gym.envs import ENV_IDS
@@ -32,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.run(args))
-    except (UsageError, ScenarioLoadError, EvalError, AgentConfigError) as error:
+    except (UsageError, ScenarioLoadError, EvalError, AgentConfigError, AgentRuntimeError) as error:
         print(f"mosaic-gym {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -183,12 +184,20 @@ def _eval(args: argparse.Namespace) -> int:
         base_url=args.base_url,
         batch_size=args.batch_size,
     )
-    with tqdm(total=config.episodes, unit="episode", desc=f"eval {config.agent}", dynamic_ncols=True) as bar:
+    bars: list[Any] = []  # opened at the first episode, so a bad agent's error is the only output
 
-        def advance(done: int, total: int) -> None:
-            bar.update(done - bar.n)
+    def advance(done: int, total: int) -> None:
+        if not bars:
+            bars.append(
+                tqdm(total=total, initial=done, unit="episode", desc=f"eval {config.agent}", dynamic_ncols=True)
+            )
+        bars[0].update(done - bars[0].n)
 
+    try:
         metrics = run_eval(config, args.out, on_episode=advance)
+    finally:
+        for bar in bars:
+            bar.close()
     overall = metrics["overall"]
     for name in ("harm_score", "attack_success_rate", "benign_completion_rate", "privacy_leak_rate"):
         print(f"{name:24} {format_metric(overall[name])}")

