@@ -172,7 +172,7 @@ class HFAgent:
         for i, generation in zip(todo, generations, strict=True):
             episode = episodes[i]
             episode.add(generation.token_ids, agent=True)
-            episode.last_text, episode.ended_with_eos = generation.text, generation.stop == "eos"
+            episode.ended_with_eos = generation.stop == "eos"
             replies[i] = Reply(generation.text, episode.trace())
         return replies
 
@@ -192,9 +192,15 @@ class HFAgent:
         """Text after the agent's last reply up to the next generation prompt, from the template."""
         before = self.tokenizer.apply_chat_template(messages[:-1], tokenize=False)
         after = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        end_of_reply = before.rfind(episode.last_text) + len(episode.last_text)
-        if not after.startswith(before) or end_of_reply < len(episode.last_text):
+        if not after.startswith(before):
             raise RuntimeError("this model's chat template does not extend a conversation by appending text")
+        # The reply ends where a rendering with a mark appended to it departs from ``before``. (Looking
+        # for the reply's text instead goes wrong when it is empty or also occurs in the closing.)
+        reply = messages[-2]
+        marked = self.tokenizer.apply_chat_template(
+            [*messages[:-2], {**reply, "content": reply["content"] + "\x00"}], tokenize=False
+        )
+        end_of_reply = next((i for i, (a, b) in enumerate(zip(before, marked, strict=False)) if a != b), len(before))
         closing = before[end_of_reply:]
         eos = self.tokenizer.eos_token or ""
         if episode.ended_with_eos and eos and closing.startswith(eos):
@@ -209,7 +215,6 @@ class _Episode:
     def __init__(self) -> None:
         self.ids: list[int] = []
         self.mask: list[int] = []
-        self.last_text = ""
         self.ended_with_eos = False
 
     def add(self, ids: list[int], agent: bool) -> None:
