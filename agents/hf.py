@@ -114,7 +114,9 @@ def _with_adapter(network: Any, adapter: Path) -> Any:
     try:
         return PeftModel.from_pretrained(network, str(adapter))
     except (OSError, ValueError, RuntimeError, KeyError) as error:
-        raise AgentConfigError(f"adapter {adapter} does not fit this model: {_first_line(error)}") from None
+        lines = [line.strip() for line in str(error).splitlines()]
+        detail = next((line for line in lines if "size mismatch" in line), _first_line(error))
+        raise AgentConfigError(f"adapter {adapter} does not fit this model: {detail[:300]}") from None
 
 
 def _dtype(name: str | None, device: str) -> Any:
