@@ -52,6 +52,10 @@ def _mean(values: Sequence[float], low: float = 0.0, high: float = math.inf) -> 
     if n == 1:
         return {"value": mean, "ci95": [low, high], "n": 1}
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    if sd == 0 and (low, high) == (0.0, 1.0) and mean in (0.0, 1.0):
+        # Every episode scored the same extreme: the normal interval would have zero width,
+        # claiming a certainty n episodes cannot give; use the Wilson interval of the count.
+        return {"value": mean, "ci95": list(wilson(round(mean * n), n)), "n": n}
     half = Z95 * sd / math.sqrt(n)
     return {"value": mean, "ci95": [max(low, mean - half), min(high, mean + half)], "n": n}
 
