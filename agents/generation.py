@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
 
 STOP_STRINGS = ("</tool_call>", "</refuse>", "</answer>")
 _TAIL_TOKENS = 8  # enough decoded tail to see any stop string end
@@ -73,7 +74,7 @@ class BatchGenerator:
             input_ids[row, start:] = torch.tensor(suffix)
             mask[row, shared + start :] = 1
             positions[row, start:] = torch.arange(shared, shared + len(suffix))
-        cache = DynamicCache()
+        cache = _growing_cache(self.model)
         for layer, (keys, values) in enumerate(prefix):
             cache.update(keys.expand(rows, -1, -1, -1), values.expand(rows, -1, -1, -1), layer)
         next_position = torch.tensor([len(p) for p in prompts])
@@ -160,6 +161,51 @@ class BatchGenerator:
             return "eos"
         tail = self.tokenizer.decode(ids[-_TAIL_TOKENS:], skip_special_tokens=True)
         return "stop_string" if any(tail.rstrip().endswith(s) for s in STOP_STRINGS) else None
+
+
+class _GrowingLayer(DynamicLayer):
+    """Keys and values in buffers that double when full, so a decode step writes one token in
+    place; the stock layer concatenates, copying the whole cache on every step (on this CPU
+    that was nearly half of decode time at batch 32 with a 750-token context)."""
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+            self._length = 0
+            self._buffers: tuple[torch.Tensor, torch.Tensor] | None = None
+        start, added = self._length, key_states.shape[-2]
+        buffers = self._buffers
+        if buffers is None or start + added > buffers[0].shape[-2]:
+            old_keys, old_values = buffers or (None, None)
+            buffers = (
+                self._grown(old_keys, key_states, start + added),
+                self._grown(old_values, value_states, start + added),
+            )
+        buffers[0][:, :, start : start + added] = key_states
+        buffers[1][:, :, start : start + added] = value_states
+        self._buffers, self._length = buffers, start + added
+        self.keys, self.values = buffers[0][:, :, : self._length], buffers[1][:, :, : self._length]
+        return self.keys, self.values
+
+    def _grown(self, old: torch.Tensor | None, like: torch.Tensor, needed: int) -> torch.Tensor:
+        buffer = like.new_empty((*like.shape[:2], max(2 * needed, 64), like.shape[-1]))
+        if old is not None and self._length:
+            buffer[:, :, : self._length] = old[:, :, : self._length]
+        return buffer
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        if self.is_initialized and self._buffers is not None:
+            # Copy only the filled part (with room to grow), not the whole doubled buffer.
+            room = min(self._buffers[0].shape[-2], 2 * self._length)
+            keys, values = (b[indices, :, :room] for b in self._buffers)
+            self._buffers = (keys, values)
+            self.keys, self.values = keys[:, :, : self._length], values[:, :, : self._length]
+
+
+def _growing_cache(model: Any) -> DynamicCache:
+    cache = DynamicCache()
+    cache.layers = [_GrowingLayer() for _ in range(model.config.num_hidden_layers)]
+    return cache
 
 
 def _layer_kv(layer: Any) -> tuple[torch.Tensor, torch.Tensor]:
