@@ -26,3 +26,5 @@ ENV_IDS: dict[str, str] = {
     "web": "mosaic_gym/Web-v0",
     "workspace": "mosaic_gym/Workspace-v0",
 }
+
+SUITE_OF: dict[str, str] = {env_id: suite for suite, env_id in ENV_IDS.items()}

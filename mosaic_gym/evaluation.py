@@ -18,7 +18,7 @@ from typing import Any
 
 from mosaic_gym.agents.registry import AgentOptions, make_agent
 from mosaic_gym.env import ToolEnv
-from mosaic_gym.envs import ENV_IDS
+from mosaic_gym.envs import ENV_IDS, SUITE_OF
 from mosaic_gym.metrics import Episode, compute
 from mosaic_gym.records import dumps, episode_key, outcome_of, to_record
 from mosaic_gym.rollout import EpisodeSpec, rollout
@@ -26,7 +26,6 @@ from mosaic_gym.rollout import EpisodeSpec, rollout
 RUN_FILE = "run.json"
 TRAJECTORIES = "trajectories.jsonl"
 METRICS = "metrics.json"
-SUITE_OF = {env_id: suite for suite, env_id in ENV_IDS.items()}
 
 
 class EvalError(ValueError):

@@ -13,11 +13,10 @@ from collections.abc import Iterable, Sequence
 from html import escape
 from typing import Any
 
-from mosaic_gym.envs import ENV_IDS
+from mosaic_gym.envs import ENV_IDS, SUITE_OF
 
 PER_GROUP = 40
 MAX_CHARS = 4000
-SUITE_OF = {env_id: suite for suite, env_id in ENV_IDS.items()}
 SUITE_ORDER = {suite: position for position, suite in enumerate(ENV_IDS)}
 KIND_ORDER = {kind: position for position, kind in enumerate(("benign", "harmful", "injection", "privacy"))}
 # Outcome filters offered by the viewer: flag -> label. Flags go in each episode's data-flags.
