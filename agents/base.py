@@ -22,6 +22,7 @@ class Turn:
     observation: str
     info: dict[str, Any]
     episode_seed: int = 0
+    sample: int = 0  # which play of the same episode (see EpisodeSpec.sample)
 
     @property
     def step(self) -> int:

@@ -19,11 +19,17 @@ from mosaic_gym.world import JournalEntry
 
 @dataclass(frozen=True)
 class EpisodeSpec:
-    """Which episode to play: the seed, and optionally a fixed template and attack family."""
+    """Which episode to play: the seed, and optionally a fixed template and attack family.
+
+    ``sample`` tells apart several plays of the same episode (same world, same task): it
+    changes a sampling agent's random draws, not the episode. A trainer's group of G
+    trajectories is G samples of one spec.
+    """
 
     seed: int
     task: str | None = None
     attack: str | None = None
+    sample: int = 0
 
     def options(self) -> dict[str, str]:
         return {k: v for k, v in (("task", self.task), ("attack", self.attack)) if v is not None}
@@ -91,7 +97,7 @@ def _start(slot: _Slot, queue: Iterator[EpisodeSpec]) -> None:
         slot.turn = slot.trajectory = None
         return
     observation, info = slot.env.reset(seed=spec.seed, options=spec.options())
-    slot.turn = Turn(slot.env, observation, info, spec.seed)
+    slot.turn = Turn(slot.env, observation, info, spec.seed, spec.sample)
     slot.trajectory = Trajectory(
         spec=spec, task=info["task"], kind=info["kind"], attack=info["attack"], messages=info["messages"]
     )
@@ -116,7 +122,7 @@ def _advance(slot: _Slot, reply: str | Action | Reply) -> Trajectory | None:
         )
     )
     slot.trajectory.messages = info["messages"]
-    slot.turn = Turn(slot.env, observation, info, slot.trajectory.spec.seed)
+    slot.turn = Turn(slot.env, observation, info, slot.trajectory.spec.seed, slot.trajectory.spec.sample)
     if not (terminated or truncated):
         return None
     outcome: Outcome = info["outcome"]
