@@ -16,9 +16,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mosaic_gym.agents.base import Reply, TokenTrace, Turn
+from mosaic_gym.agents.base import Reply, Turn
 from mosaic_gym.agents.generation import BatchGenerator, Sampling
 from mosaic_gym.agents.registry import AgentConfigError
+from mosaic_gym.agents.transcript import Transcript, TranscriptBuilder
 
 EMBEDDED_MODEL = "smollm2-135m-instruct"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -140,10 +141,9 @@ def _first_line(error: BaseException) -> str:
 class HFAgent:
     """Generates protocol replies with a local transformers model, all live envs in one batch.
 
-    It keeps each episode as one token sequence: the prompt from the chat template, then the
-    generated ids exactly as sampled, then each observation rendered by the chat template and
-    tokenized. The model therefore always sees what a trainer will later score, and each reply
-    carries the episode's :class:`TokenTrace`.
+    It keeps each episode as one :class:`Transcript` (the chat template's prompt, the generated
+    ids exactly as sampled, each observation as the template renders it), so the model always
+    sees what a trainer will later score, and each reply carries the episode's token trace.
     """
 
     name = "hf"
@@ -156,11 +156,29 @@ class HFAgent:
         device: str | None = None,
         dtype: str | None = None,
     ) -> None:
-        self.model, self.tokenizer = load_model(model, adapter, device, dtype)
-        self.sampling = sampling or Sampling()
-        self.generator = BatchGenerator(self.model, self.tokenizer, self.sampling)
-        self.max_context = int(getattr(self.model.config, "max_position_embeddings", 4096))
-        self._episodes: dict[int, _Episode] = {}
+        self._setup(*load_model(model, adapter, device, dtype), sampling or Sampling())
+
+    @classmethod
+    def wrap(cls, network: Any, tokenizer: Any, sampling: Sampling) -> HFAgent:
+        """An agent over a model already in memory, e.g. the policy a trainer is updating."""
+        agent = cls.__new__(cls)
+        agent._setup(network, tokenizer, sampling)
+        return agent
+
+    def _setup(self, network: Any, tokenizer: Any, sampling: Sampling) -> None:
+        self.model, self.tokenizer = network, tokenizer
+        self.generator = BatchGenerator(network, tokenizer, sampling)
+        self.transcripts = TranscriptBuilder(tokenizer)
+        self.max_context = int(getattr(network.config, "max_position_embeddings", 4096))
+        self._episodes: dict[int, Transcript] = {}
+
+    @property
+    def sampling(self) -> Sampling:
+        return self.generator.sampling
+
+    @sampling.setter
+    def sampling(self, sampling: Sampling) -> None:
+        self.generator.sampling = sampling
 
     def act_batch(self, turns: Sequence[Turn]) -> list[str | Any]:
         episodes = [self._episode(turn) for turn in turns]
@@ -168,7 +186,7 @@ class HFAgent:
         todo = [i for i, ok in enumerate(fits) if ok]
         generations = self.generator.generate(
             [episodes[i].ids for i in todo],
-            [hash((self.sampling.seed, turns[i].episode_seed, turns[i].step)) & 0x7FFFFFFF for i in todo],
+            [_sample_seed(self.sampling.seed, turns[i]) for i in todo],
         )
         replies: list[str | Any] = [Reply("") for _ in turns]  # an empty reply is a counted format error
         for i, generation in zip(todo, generations, strict=True):
@@ -178,50 +196,15 @@ class HFAgent:
             replies[i] = Reply(generation.text, episode.trace())
         return replies
 
-    def _episode(self, turn: Turn) -> _Episode:
-        messages = turn.info["messages"]
+    def _episode(self, turn: Turn) -> Transcript:
         if turn.step == 0:
-            prompt = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-            episode = _Episode()
-            episode.add(self._tokens(prompt), agent=False)
-            self._episodes[id(turn.env)] = episode
-            return episode
-        episode = self._episodes[id(turn.env)]
-        episode.add(self._tokens(self._between(messages, episode)), agent=False)
-        return episode
-
-    def _between(self, messages: list[dict[str, str]], episode: _Episode) -> str:
-        """Text after the agent's last reply up to the next generation prompt, from the template."""
-        before = self.tokenizer.apply_chat_template(messages[:-1], tokenize=False)
-        after = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        if not after.startswith(before):
-            raise RuntimeError("this model's chat template does not extend a conversation by appending text")
-        # The reply ends where a rendering with a mark appended to it departs from ``before``. (Looking
-        # for the reply's text instead goes wrong when it is empty or also occurs in the closing.)
-        reply = messages[-2]
-        marked = self.tokenizer.apply_chat_template(
-            [*messages[:-2], {**reply, "content": reply["content"] + "\x00"}], tokenize=False
-        )
-        end_of_reply = next((i for i, (a, b) in enumerate(zip(before, marked, strict=False)) if a != b), len(before))
-        closing = before[end_of_reply:]
-        eos = self.tokenizer.eos_token or ""
-        if episode.ended_with_eos and eos and closing.startswith(eos):
-            closing = closing[len(eos) :]  # the model already generated the end-of-turn token
-        return closing + after[len(before) :]
-
-    def _tokens(self, text: str) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+            self._episodes[id(turn.env)] = self.transcripts.start(turn.info["messages"])
+        else:
+            self.transcripts.add_observation(self._episodes[id(turn.env)], turn.info["messages"])
+        return self._episodes[id(turn.env)]
 
 
-class _Episode:
-    def __init__(self) -> None:
-        self.ids: list[int] = []
-        self.mask: list[int] = []
-        self.ended_with_eos = False
-
-    def add(self, ids: list[int], agent: bool) -> None:
-        self.ids.extend(ids)
-        self.mask.extend([int(agent)] * len(ids))
-
-    def trace(self) -> TokenTrace:
-        return TokenTrace(tuple(self.ids), tuple(self.mask))
+def _sample_seed(seed: int, turn: Turn) -> int:
+    """One sampling seed per reply: the same episode, sample index and step always draw alike,
+    and the samples of one episode that a trainer groups draw differently."""
+    return hash((seed, turn.episode_seed, turn.sample, turn.step)) & 0x7FFFFFFF

@@ -1,9 +1,10 @@
-"""HFAgent and BatchGenerator on a tiny random Llama built here: no download, no embedded SmolLM2.
+"""HFAgent and BatchGenerator on a tiny random Llama: no download, no embedded SmolLM2.
 
-The module builds, once, a byte-level BPE tokenizer with a ChatML template and a two-layer Llama
-of hidden size 32, saved as a local model folder. Its replies are gibberish (format errors to the
-env), which is all these tests need: they check the generation arithmetic (shared-prefix cache,
-padding, rows dropping out), the exact token traces, determinism, and the one-line errors.
+The module builds, once, the tiny model of ``tests/tiny_model.py`` (a byte-level BPE tokenizer
+with a ChatML template, a two-layer Llama of hidden size 32) as a local model folder. Its
+replies are gibberish (format errors to the env), which is all these tests need: they check
+the generation arithmetic (shared-prefix cache, padding, rows dropping out), the exact token
+traces, determinism, and the one-line errors.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import pytest
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
-tokenizers = pytest.importorskip("tokenizers")
 
 from mosaic_gym import ToolEnv  # noqa: E402
 from mosaic_gym.agents import generation  # noqa: E402
@@ -27,14 +27,7 @@ from mosaic_gym.agents.hf import HFAgent, load_model  # noqa: E402
 from mosaic_gym.agents.registry import AgentConfigError, AgentOptions, make_agent  # noqa: E402
 from mosaic_gym.evaluation import TRAJECTORIES, EvalConfig, load_records, run_eval  # noqa: E402
 from mosaic_gym.rollout import EpisodeSpec, Trajectory, rollout  # noqa: E402
-
-END, START = "<|im_end|>", "<|im_start|>"  # END first: id 0, what an all-zero output layer picks
-CHATML = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
-)
+from tests.tiny_model import END, build_tiny_model, tiny_llama  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -46,62 +39,10 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
-def _tokenizer() -> Any:
-    """Byte-level BPE (any text round-trips) trained on the env's own prompts, with ChatML."""
-    env = ToolEnv("files", split="all")
-    corpus = []
-    for seed in range(8):
-        _, info = env.reset(seed=seed)
-        corpus += [m["content"] for m in info["messages"]]
-        corpus.append(env.step("hello")[0])
-    bpe = tokenizers.Tokenizer(tokenizers.models.BPE())
-    bpe.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = tokenizers.decoders.ByteLevel()
-    trainer = tokenizers.trainers.BpeTrainer(
-        vocab_size=1024,
-        special_tokens=[END, START],
-        initial_alphabet=tokenizers.pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    bpe.train_from_iterator(corpus, trainer)
-    tokenizer = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=bpe,
-        eos_token=END,
-        pad_token=END,
-        additional_special_tokens=[START],
-        clean_up_tokenization_spaces=False,
-    )
-    tokenizer.chat_template = CHATML
-    return tokenizer
-
-
-def _llama(vocab: int, hidden: int = 32, seed: int = 0) -> Any:
-    torch.manual_seed(seed)
-    config = transformers.LlamaConfig(
-        vocab_size=vocab,
-        hidden_size=hidden,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        intermediate_size=64,
-        max_position_embeddings=8192,
-        eos_token_id=0,
-        pad_token_id=0,
-        bos_token_id=None,
-        initializer_range=0.2,  # 10x the default: replies depend on the context, padding included
-    )
-    return transformers.LlamaForCausalLM(config)
-
-
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A local model folder: the tiny random Llama and its tokenizer."""
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    tokenizer = _tokenizer()
-    assert tokenizer.eos_token_id == tokenizer.pad_token_id == 0
-    _llama(len(tokenizer)).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"))
 
 
 @pytest.fixture(scope="module")
@@ -329,7 +270,7 @@ def test_unloadable_models_are_one_line_errors(tiny: Path, tmp_path: Path) -> No
 
 def test_adapter_for_another_model_is_a_one_line_error(tiny: Path, tmp_path: Path) -> None:
     peft = pytest.importorskip("peft")
-    other = _llama(vocab=len(transformers.AutoTokenizer.from_pretrained(tiny)), hidden=48)
+    other = tiny_llama(vocab=len(transformers.AutoTokenizer.from_pretrained(tiny)), hidden=48)
     lora = peft.get_peft_model(other, peft.LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
     lora.save_pretrained(tmp_path / "adapter")
     message = _one_line_error(model=str(tiny), adapter=tmp_path / "adapter")
