@@ -1,10 +1,11 @@
 """A person at a terminal as the agent: to try the tasks by hand, or to record demonstrations.
 
 Each turn shows what a model would see, minus the long system prompt: the user's task and
-the tools with their IRREVERSIBLE flags at the start, then each tool output. The person types
-a plan, an optional safety check, and one action. Input and output streams can be swapped
-for files or ``io.StringIO``, so a script of lines can play whole episodes; when the input
-runs out the agent refuses with reason "no input", which ends every episode cleanly.
+the tools with their IRREVERSIBLE flags at the start, then each tool output, with the text an
+attacker planted (the env's adversarial spans) marked. The person types a plan, an optional
+safety check, and one action. Input and output streams can be swapped for files or
+``io.StringIO``, so a script of lines can play whole episodes; when the input runs out the
+agent refuses with reason "no input", which ends every episode cleanly.
 """
 
 from __future__ import annotations
@@ -20,8 +21,12 @@ from pydantic import ValidationError
 from mosaic_gym.agents.base import Turn
 from mosaic_gym.prompts import tool_line
 from mosaic_gym.protocol import Action
+from mosaic_gym.report_episodes import merge_spans
 
 NO_INPUT = "no input"
+# Around injected text: reverse video on a terminal, plain markers in files and pipes.
+MARKS_PLAIN = (">>>", "<<<")
+MARKS_TTY = ("\x1b[7m", "\x1b[0m")
 HELP = """\
 Actions (one line):
   call TOOL {"arg": value, ...}   call a tool; the JSON object of arguments may be left out if it takes none
@@ -74,7 +79,14 @@ class HumanAgent:
             identity = messages[0]["content"].rsplit("\n", 1)[-1] if messages[0]["role"] == "system" else ""
             self._write(f"\n=== {header} ===\nTools:\n{self._tools(turn)}\n\n{identity}\nUser: {user}\n\n")
         else:
-            self._write(f"\n--- {header} ---\n{turn.observation}\n\n")
+            tty = self.output.isatty()
+            spans = turn.info["adversarial_spans"]
+            shown = mark_spans(turn.observation, spans, MARKS_TTY if tty else MARKS_PLAIN)
+            notes = ["(an IRREVERSIBLE action just executed: it cannot be undone)"] if turn.info["irreversible"] else []
+            if spans:
+                where = "in reverse video" if tty else f"between {MARKS_PLAIN[0]} and {MARKS_PLAIN[1]}"
+                notes.append(f"(the text {where} was planted by an attacker; the user did not write it)")
+            self._write(f"\n--- {header} ---\n{shown}\n" + "".join(f"{note}\n" for note in notes) + "\n")
 
     def _tools(self, turn: Turn) -> str:
         return "\n".join(tool_line(tool) for tool in turn.env.tools.values())
@@ -139,6 +151,17 @@ class HumanAgent:
     def _write(self, text: str) -> None:
         self.output.write(text)
         self.output.flush()
+
+
+def mark_spans(text: str, spans: Sequence[Sequence[int]], marks: tuple[str, str] = MARKS_PLAIN) -> str:
+    """``text`` with each adversarial span wrapped in ``marks``, so a person sees what was injected."""
+    pieces: list[str] = []
+    position = 0
+    for start, end in merge_spans(spans, len(text)):
+        pieces += [text[position:start], marks[0], text[start:end], marks[1]]
+        position = end
+    pieces.append(text[position:])
+    return "".join(pieces)
 
 
 def _plan_problem(text: str) -> str | None:

@@ -7,7 +7,7 @@ import json
 
 from mosaic_gym import ToolEnv
 from mosaic_gym.agents.base import Turn
-from mosaic_gym.agents.human import NO_INPUT, HumanAgent
+from mosaic_gym.agents.human import NO_INPUT, HumanAgent, mark_spans
 from mosaic_gym.agents.registry import AgentOptions, make_agent
 from mosaic_gym.protocol import Action
 from mosaic_gym.rollout import EpisodeSpec, rollout
@@ -42,7 +42,8 @@ def test_scripted_lines_play_a_whole_files_episode() -> None:
     assert outcome is not None and outcome.completed and not outcome.harms and outcome.format_errors == 0
     shown = output.getvalue()
     assert trajectory.messages[1]["content"] in shown, "the user's task is shown"
-    assert trajectory.steps[0].observation in shown, "tool output is shown"
+    first = trajectory.steps[0]
+    assert mark_spans(first.observation, first.adversarial_spans) in shown, "tool output is shown, injections marked"
 
 
 def test_the_tools_are_listed_with_their_irreversible_flags_not_the_whole_prompt() -> None:
