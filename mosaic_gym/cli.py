@@ -19,6 +19,7 @@ from mosaic_gym.evaluation import EvalError
 from mosaic_gym.scenarios.loader import ScenarioLoadError, load_folder
 from mosaic_gym.scenarios.suite import Suite
 from mosaic_gym.selfcheck import check_suite
+from mosaic_gym.train.config import ConfigError
 from mosaic_gym.world.world import SERVICES
 
 EXIT_USAGE = 2
@@ -30,10 +31,13 @@ class UsageError(Exception):
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "train":  # only train takes free-form --section.key VALUE overrides
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.overrides = extra
     try:
         return int(args.run(args))
-    except (UsageError, ScenarioLoadError, EvalError, AgentConfigError, AgentRuntimeError) as error:
+    except (UsageError, ScenarioLoadError, EvalError, AgentConfigError, AgentRuntimeError, ConfigError) as error:
         print(f"mosaic-gym {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -71,6 +75,15 @@ def _parser() -> argparse.ArgumentParser:
         help="services the world of --path templates has (default: all)",
     )
     check.add_argument("--instances", type=_positive, default=5, help="instances (seeds) per template (default 5)")
+    check.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="FILE",
+        help="run this Python file first, for the tools and attack families it registers (repeatable)",
+    )
     check.set_defaults(run=_check)
 
     evaluate = commands.add_parser("eval", help="run an agent over the suites and write trajectories, metrics, reports")
@@ -102,7 +115,45 @@ def _parser() -> argparse.ArgumentParser:
     exporting.add_argument("--format", required=True, choices=("parquet", "dataset"), help="parquet file or dataset")
     exporting.add_argument("--to", type=Path, required=True, help="parquet file, or folder for save_to_disk")
     exporting.set_defaults(run=_export)
+
+    playing = commands.add_parser(
+        "play", help="play the agent yourself for one episode, then see what the judge would have preferred"
+    )
+    playing.add_argument("--env", required=True, metavar="ID", help=f"env id ({', '.join(ENV_IDS.values())})")
+    playing.add_argument("--task", help="template id (default: one drawn by the seed; see 'mosaic-gym list --json')")
+    playing.add_argument("--seed", type=int, default=0, help="instance seed (default 0)")
+    playing.add_argument("--attack", metavar="FAMILY", help="attack family of an injection task (see 'list')")
+    playing.add_argument("--split", default="all", choices=("train", "heldout", "all"), help="templates to draw from")
+    playing.set_defaults(run=_play)
+
+    training = commands.add_parser(
+        "train",
+        help="train an agent with MOSAIC: SFT warm start, then online pairwise-preference GRPO (LoRA)",
+        description="Any setting of the recipe can be overridden as --section.key VALUE, e.g. --rl.steps 10 "
+        "--rl.reward scalar; see train/recipes/*.yaml for the settings.",
+    )
+    training.add_argument("--config", default="quick", help="recipe name (quick, full, gpu-qwen7b) or a YAML file")
+    training.add_argument("--out", type=Path, required=True, help="run folder; the final adapter lands here")
+    training.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    training.set_defaults(run=_train)
     return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    try:
+        from mosaic_gym.train.config import load_config
+        from mosaic_gym.train.run import train
+    except ModuleNotFoundError as error:
+        raise UsageError(
+            f"training needs the LLM extra ({error.name} is missing): pip install 'mosaic-gym[llm]'"
+        ) from None
+    config = load_config(args.config, args.overrides)
+    summary = train(config, args.out, resume=args.resume)
+    rl = summary.get("rl") or {}
+    print(f"final adapter: {args.out}  (evaluate: mosaic-gym eval --agent hf --adapter {args.out} --out DIR)")
+    if rl.get("seconds_per_step"):
+        print(f"RL: {rl['seconds_per_step']} s/step; peak memory {summary['peak_memory_gb']} GB")
+    return 0
 
 
 def _positive(text: str) -> int:
@@ -228,9 +279,20 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _play(args: argparse.Namespace) -> int:
+    from mosaic_gym.play import PlayError, play
+
+    try:
+        return play(args.env, task=args.task, seed=args.seed, attack=args.attack, split=args.split)
+    except PlayError as error:
+        raise UsageError(str(error)) from None
+
+
 def _check(args: argparse.Namespace) -> int:
     from mosaic_gym.envs import SUITES
 
+    for path in args.imports:
+        _run_user_file(path)
     if args.path is not None:
         if not args.path.is_dir():
             raise UsageError(f"--path {args.path}: no such folder")
@@ -257,6 +319,18 @@ def _check(args: argparse.Namespace) -> int:
         return 1
     print("check passed")
     return 0
+
+
+def _run_user_file(path: Path) -> None:
+    """Run one of the user's Python files for what it registers (tools, attack families)."""
+    import runpy
+
+    if not path.is_file():
+        raise UsageError(f"--import {path}: no such file")
+    try:
+        runpy.run_path(str(path), run_name=path.stem)
+    except Exception as error:  # the user's code, not ours: say what it raised, in one line
+        raise UsageError(f"--import {path}: {type(error).__name__}: {error}") from None
 
 
 if __name__ == "__main__":

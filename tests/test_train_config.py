@@ -1,0 +1,83 @@
+"""The trainer's config: recipes load, overrides apply, and bad settings fail before any model loads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mosaic_gym.cli import main
+from mosaic_gym.train.config import RECIPES, ConfigError, TrainConfig, from_dict, load_config
+
+
+@pytest.mark.parametrize("recipe", sorted(p.stem for p in RECIPES.glob("*.yaml")))
+def test_every_recipe_loads(recipe: str) -> None:
+    config = load_config(recipe)
+    assert isinstance(config, TrainConfig)
+    assert config.rl.trajectories_per_step % config.rl.group_size == 0
+
+
+def test_recipes_include_quick_full_and_gpu() -> None:
+    assert {"quick", "full", "gpu-qwen7b"} <= {p.stem for p in RECIPES.glob("*.yaml")}
+    assert load_config("gpu-qwen7b").model == "Qwen/Qwen2.5-7B-Instruct"
+
+
+def test_overrides_apply_with_yaml_values() -> None:
+    config = load_config(
+        "quick", ["--rl.steps", "7", "--rl.reward=scalar", "--episodes.envs", "[files]", "--seed", "3"]
+    )
+    assert (config.rl.steps, config.rl.reward, config.episodes.envs, config.seed) == (7, "scalar", ["files"], 3)
+    assert load_config("quick", ["--rl.learning_rate", "1"]).rl.learning_rate == 1.0  # an int where a float goes
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["--rl.stepz", "3"], "unknown setting rl.stepz; did you mean rl.steps?"),
+        (["--rl.group_size", "1"], "rl.group_size: must be at least 2"),
+        (["--rl.temperature", "0"], "greedy decoding makes a group identical"),
+        (["--rl.reward", "ranked"], "rl.reward: must be one of pairwise, scalar"),
+        (["--rl.judge", "llm"], "rl.judge_model: the llm judge needs a model"),
+        (["--rl.steps", "many"], "rl.steps: expected int, got 'many'"),
+        (["--episodes.envs", "[files, shop]"], "unknown suite 'shop'"),
+        (["--sft.steps", "0", "--rl.steps", "0"], "nothing to train"),
+        (["--sft.refusal_rate", "1.5"], "sft.refusal_rate: must be in [0, 1]"),
+        (["--warm_start", "/no/such/adapter"], "warm_start: /no/such/adapter holds no adapter"),
+        (["--rl.steps"], "override --rl.steps: missing its value"),
+        (["rl.steps", "3"], "expected --section.key VALUE"),
+        (["--rl", "3"], "rl: expected a mapping"),
+    ],
+)
+def test_bad_settings_name_the_key(overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_config("quick", overrides)
+    assert message in str(error.value)
+
+
+def test_recipe_errors_name_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rl:\n  steps: [\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: not valid YAML"):
+        load_config(str(bad))
+    bad.write_text("rl:\n  group_sise: 4\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: unknown setting rl\.group_sise; did you mean rl\.group_size"):
+        load_config(str(bad))
+    with pytest.raises(ConfigError, match=r"no such recipe; choose from .*full.*quick"):
+        load_config("fastest")
+
+
+def test_config_round_trips_through_its_dict() -> None:
+    config = load_config("full")
+    assert from_dict(config.to_dict()) == config
+
+
+def test_cli_reports_bad_settings_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--config", "quick", "--out", str(tmp_path / "run"), "--rl.group_size", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "mosaic-gym train: error: defaults: rl.group_size: must be at least 2 to compare, got 1".replace(
+        "defaults", str(RECIPES / "quick.yaml")
+    )
+    with pytest.raises(SystemExit) as exit_code:  # only train takes --section.key overrides
+        main(["eval", "--agent", "oracle", "--out", str(tmp_path / "e"), "--rl.steps", "3"])
+    assert exit_code.value.code == 2
+    assert "unrecognized arguments: --rl.steps 3" in capsys.readouterr().err

@@ -1,0 +1,80 @@
+"""The composite reward of a group: pairwise wins (or the scalar return), format reward, length penalty.
+
+Groups are real episodes of one task instance played by the scripted agents, so the judge
+and the env's scalar reward see genuine outcomes.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from mosaic_gym import ToolEnv
+from mosaic_gym.agents.scripted import NaiveAgent, OracleAgent, RefuseAgent
+from mosaic_gym.judges import RuleJudge
+from mosaic_gym.protocol import Action
+from mosaic_gym.rollout import EpisodeSpec, Trajectory, rollout
+from mosaic_gym.train.rewards import format_reward, group_rewards, length_penalty
+
+HARMFUL = "files.dox_ex_partner"
+BENIGN = "files.archive_notes"
+
+
+def play(agent: object, task: str, seed: int = 5) -> Trajectory:
+    [trajectory] = rollout(agent, lambda: ToolEnv("files", split="train"), [EpisodeSpec(seed, task)], 1)  # type: ignore[arg-type]
+    return trajectory
+
+
+class Scripted:
+    """Plays a fixed list of replies (text or Actions), whatever the task."""
+
+    name = "scripted"
+
+    def __init__(self, replies: list[str | Action]) -> None:
+        self.replies = replies
+
+    def act_batch(self, turns: list) -> list[str | Action]:  # type: ignore[type-arg]
+        return [self.replies[min(turn.step, len(self.replies) - 1)] for turn in turns]
+
+
+def test_pairwise_alignment_is_the_sum_of_wins_with_ties_split() -> None:
+    refuse, naive = play(RefuseAgent(), HARMFUL), play(NaiveAgent(), HARMFUL)
+    group = [naive, refuse, refuse, naive]
+    parts = group_rewards(group, "pairwise", RuleJudge(), length_budget=400)
+    # Each refusal beats both naive runs (2 wins) and ties the other refusal (0.5); naive runs
+    # tie each other (0.5) and lose the rest.
+    assert [p.alignment for p in parts] == [0.5, 2.5, 2.5, 0.5]
+    assert sum(p.alignment for p in parts) == len(group) * (len(group) - 1) / 2
+
+
+def test_scalar_mode_uses_the_env_return() -> None:
+    refuse, naive, oracle = play(RefuseAgent(), BENIGN), play(NaiveAgent(), HARMFUL), play(OracleAgent(), BENIGN)
+    parts = group_rewards([refuse, oracle], "scalar", None, length_budget=400)
+    assert [p.alignment for p in parts] == [refuse.total_reward, oracle.total_reward]
+    assert oracle.total_reward == 1.0 and refuse.total_reward == -0.5  # task done vs over-refusal
+    assert group_rewards([naive], "scalar", None, 400)[0].alignment < 0  # harm costs
+
+
+def test_bad_modes_and_missing_judge_are_errors() -> None:
+    group = [play(RefuseAgent(), BENIGN)]
+    with pytest.raises(ValueError, match="pairwise rewards need a judge"):
+        group_rewards(group, "pairwise", None, 400)
+    with pytest.raises(ValueError, match="reward mode must be"):
+        group_rewards(group, "ranked", RuleJudge(), 400)
+
+
+def test_format_reward_counts_well_formed_replies_and_checked_irreversible_calls() -> None:
+    oracle = play(OracleAgent(), BENIGN)
+    assert format_reward(oracle) == 2.0  # every reply well formed; no irreversible call unchecked
+    garbled = play(Scripted(["hello", "<refuse>no plan given</refuse>", Action.refuse("stop", plan="stop")]), BENIGN)
+    assert garbled.outcome is not None and garbled.outcome.format_errors == 2
+    assert format_reward(garbled) == pytest.approx(1 / 3 + 1)
+    naive = play(NaiveAgent(), HARMFUL)  # shares a file with a third party, no safety check
+    calls = naive.outcome.irreversible_calls if naive.outcome else []
+    assert calls and not any(call.checked for call in calls)
+    assert format_reward(naive) == 1.0
+
+
+def test_length_penalty_is_zero_under_the_budget_and_linear_above() -> None:
+    assert length_penalty(0, 400) == length_penalty(400, 400) == 0.0
+    assert length_penalty(600, 400) == 0.5
+    assert length_penalty(1200, 400) == 2.0

@@ -1,0 +1,218 @@
+"""The trainer end to end on the tiny random Llama: warm start, GRPO, interruption and resume,
+the loss mask, the final adapter, and two processes under accelerate.
+
+The tiny model writes gibberish, so these tests check the machinery (what is trained, on which
+tokens, what is saved and resumed), not learning; docs/results.md reports learning.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("trl")
+pytest.importorskip("tensorboard")
+
+from safetensors.torch import load_file  # noqa: E402
+from transformers import AutoTokenizer, TrainerCallback  # noqa: E402
+
+from mosaic_gym import ToolEnv  # noqa: E402
+from mosaic_gym.agents.hf import HFAgent  # noqa: E402
+from mosaic_gym.judges import RuleJudge  # noqa: E402
+from mosaic_gym.rollout import EpisodeSpec, Trajectory, rollout  # noqa: E402
+from mosaic_gym.train import grpo  # noqa: E402
+from mosaic_gym.train import run as run_module  # noqa: E402
+from mosaic_gym.train.config import TrainConfig, from_dict  # noqa: E402
+from mosaic_gym.train.demos import build_demos  # noqa: E402
+from mosaic_gym.train.grpo import EpisodeRollout, training_rows  # noqa: E402
+from mosaic_gym.train.run import train  # noqa: E402
+from tests.tiny_model import build_tiny_model  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"))
+
+
+def tiny_config(model: Path, **rl: Any) -> TrainConfig:
+    return from_dict(
+        {
+            "model": str(model),
+            "device": "cpu",
+            "dtype": "float32",
+            "threads": 1,
+            "lora": {"r": 4, "alpha": 8},
+            "episodes": {"envs": ["files"], "max_steps": 2, "max_new_tokens": 16},
+            "sft": {"steps": 2, "instances_per_template": 1, "batch_size": 2, "max_length": 8192},
+            "rl": {"steps": 2, "group_size": 2, "groups_per_step": 1, "save_steps": 1, "rollout_batch_size": 4, **rl},
+        }
+    )
+
+
+def lora_weights(folder: Path) -> dict[str, Any]:
+    return load_file(str(folder / "adapter_model.safetensors"))
+
+
+class _FirstReplyJudge:
+    """Prefers the trajectory whose first reply sorts first: arbitrary, but never a tie."""
+
+    name = "first-reply"
+
+    def compare(self, a: Trajectory, b: Trajectory) -> float:
+        first_a, first_b = a.steps[0].text, b.steps[0].text
+        return 0.5 if first_a == first_b else float(first_a < first_b)
+
+
+class _StopBeforeStep(TrainerCallback):
+    """Interrupts the RL stage as step ``step`` begins, after the checkpoint of the step before."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.global_step == self.step and "rl" in args.output_dir:
+            raise KeyboardInterrupt
+
+
+def test_train_interrupt_resume_and_final_adapter(tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "run"
+    config = tiny_config(tiny, beta=0.02)
+    # Gibberish trajectories tie on every outcome; an arbitrary but decisive judge gives groups a signal.
+    monkeypatch.setattr(grpo, "make_judge", lambda config: _FirstReplyJudge())
+    with monkeypatch.context() as patch:
+        patch.setattr(run_module.StepTimer, "callback", lambda self: _StopBeforeStep(1))
+        with pytest.raises(KeyboardInterrupt):
+            train(config, out)
+    assert (out / "warm_start" / "adapter_model.safetensors").exists()
+    assert (out / "rl" / "checkpoint-1").is_dir() and not (out / "adapter_model.safetensors").exists()
+    with pytest.raises(run_module.ConfigError, match="already holds a run; pass --resume"):
+        train(config, out)
+    with pytest.raises(run_module.ConfigError, match=r"settings that differ .*: rl\.learning_rate"):
+        train(tiny_config(tiny, beta=0.02, learning_rate=1e-3), out, resume=True)
+
+    warm_start_written = (out / "warm_start" / "adapter_model.safetensors").stat().st_mtime_ns
+    summary = train(config, out, resume=True)
+
+    assert (out / "warm_start" / "adapter_model.safetensors").stat().st_mtime_ns == warm_start_written, "not redone"
+    assert summary["rl"]["steps_this_session"] == 1, "the resumed run continues at step 2"
+    state = json.loads((out / "rl" / "checkpoint-2" / "trainer_state.json").read_text())
+    assert state["global_step"] == 2
+    # LoRA B matrices start at zero: the warm start moved them, and RL moved them again.
+    warm, final = lora_weights(out / "warm_start"), lora_weights(out)
+    assert warm.keys() == final.keys() and all(".ref." not in key for key in final)
+    b_matrices = [key for key in warm if "lora_B" in key]
+    assert b_matrices and all(warm[key].abs().sum() > 0 for key in b_matrices)
+    assert any(not torch.equal(warm[key], final[key]) for key in warm)
+    logged = [entry for entry in state["log_history"] if "kl" in entry]
+    assert logged and all("episodes/format_error_rate" in entry for entry in logged)
+    assert any((out / "tensorboard" / "rl").rglob("events.out.tfevents.*"))
+    # The final adapter is what `mosaic-gym eval --agent hf --adapter OUT` loads.
+    agent = HFAgent(model=str(tiny), adapter=out)
+    [trajectory] = rollout(agent, lambda: ToolEnv("files", split="heldout", max_steps=1), [EpisodeSpec(0)], 1)
+    assert trajectory.outcome is not None
+
+
+def agent_runs(ids: list[int], mask: list[int]) -> list[list[int]]:
+    """The stretches of consecutive agent tokens: one per reply."""
+    runs: list[list[int]] = []
+    for i, (token, flag) in enumerate(zip(ids, mask, strict=True)):
+        if flag and (i == 0 or not mask[i - 1]):
+            runs.append([])
+        if flag:
+            runs[-1].append(token)
+    return runs
+
+
+class _FakeTrainer:
+    """What EpisodeRollout reads from a GRPOTrainer: the model, the step, the process, the metrics."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.accelerator = SimpleNamespace(unwrap_model=lambda m: m, process_index=0)
+        self.state = SimpleNamespace(global_step=0)
+        self._metrics: dict[str, Any] = {"train": defaultdict(list)}
+
+
+def test_rollout_func_returns_groups_with_only_agent_tokens_in_the_loss(tiny: Path) -> None:
+    config = tiny_config(tiny, group_size=3, groups_per_step=2)
+    agent = HFAgent(model=str(tiny), dtype="float32")
+    episodes = EpisodeRollout(config, agent.tokenizer, RuleJudge())
+    prompts = [row["prompt"] for row in training_rows(config)[:2] for _ in range(3)]
+    trainer = _FakeTrainer(agent.model)
+
+    output = episodes(prompts, trainer)
+
+    assert len(output["completion_ids"]) == len(output["env_mask"]) == len(prompts)
+    replies = []
+    for prompt, completion, mask in zip(
+        output["prompt_ids"], output["completion_ids"], output["env_mask"], strict=True
+    ):
+        assert agent.tokenizer.decode(prompt).endswith("<|im_start|>assistant\n"), "the prompt ends at the first reply"
+        assert len(completion) == len(mask) and mask[0] == 1
+        replies.append([agent.tokenizer.decode(run, skip_special_tokens=True) for run in agent_runs(completion, mask)])
+    # The masked-in tokens are exactly the replies the env received, reply by reply.
+    again = EpisodeRollout(config, agent.tokenizer, RuleJudge())
+    trajectories = again._play([json.loads(p[-1]["content"]) for p in prompts], trainer)
+    for trajectory, texts in zip(trajectories, replies, strict=True):
+        assert texts == [step.text for step in trajectory.steps]
+    # Samples of a group differ (their own sampling seeds) but share the task instance.
+    first = [json.loads(p[-1]["content"]) for p in prompts[:3]]
+    assert first[0] == first[1] == first[2]
+    assert len({tuple(ids) for ids in output["completion_ids"][:3]}) > 1
+    # Rewards: pairwise wins of a group of 3 sum to 3; per-step episode metrics are logged.
+    wins = episodes.alignment_reward([], output["episode"])
+    assert sum(wins[:3]) == sum(wins[3:]) == 3.0
+    assert trainer._metrics["train"]["episodes/format_error_rate"]
+
+
+def test_rollout_func_refuses_split_groups(tiny: Path) -> None:
+    config = tiny_config(tiny, group_size=2)
+    episodes = EpisodeRollout(config, AutoTokenizer.from_pretrained(tiny), RuleJudge())
+    rows = [row["prompt"] for row in training_rows(tiny_config(tiny, groups_per_step=2))[:2]]
+    with pytest.raises(RuntimeError, match="not one group of the same episode"):
+        episodes([rows[0], rows[1]], _FakeTrainer(None))
+    with pytest.raises(RuntimeError, match="not a multiple of the group size 2"):
+        episodes([rows[0]] * 3, _FakeTrainer(None))
+
+
+def test_demonstrations_mask_exactly_the_replies_and_refuse_regardless_of_kind(tiny: Path) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(tiny)
+    config = tiny_config(tiny)
+    refusing = from_dict({**config.to_dict(), "sft": {**config.to_dict()["sft"], "refusal_rate": 1.0}})
+    demos = build_demos(tokenizer, refusing.episodes, refusing.sft, seed=0)
+    assert demos.refusals == demos.totals, "with refusal_rate 1 every kind refuses, benign included"
+    none = build_demos(tokenizer, config.episodes, from_dict({"sft": {"refusal_rate": 0.0}}).sft, seed=0)
+    assert sum(none.refusals.values()) == 0
+    for example in none.examples[:5]:
+        ids, mask = example["input_ids"], example["assistant_masks"]
+        replies = tokenizer.decode([t for t, m in zip(ids, mask, strict=True) if m])
+        assert replies.count("<think>") >= 1 and "<|im_start|>" not in replies and "<|im_end|>" not in replies
+        assert "tool\n" not in replies  # no tool output is trained on
+
+
+def test_two_processes_under_accelerate_keep_groups_whole(tiny: Path, tmp_path: Path) -> None:
+    import yaml
+
+    recipe = tmp_path / "tiny.yaml"
+    settings = tiny_config(tiny, groups_per_step=2, steps=1).to_dict()
+    settings["sft"]["steps"] = 1
+    recipe.write_text(yaml.safe_dump(settings))
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu"]
+    command += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0"]
+    command += ["-m", "mosaic_gym.cli", "train", "--config", str(recipe), "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MOSAIC_GYM_TRACEBACK": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (out / "adapter_model.safetensors").exists()
+    state = json.loads((out / "rl" / "checkpoint-1" / "trainer_state.json").read_text())
+    assert state["global_step"] == 1

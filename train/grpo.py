@@ -1,0 +1,258 @@
+"""Stage 2, MOSAIC: online GRPO over whole episodes, scored by a pairwise judge within each group.
+
+TRL's ``GRPOTrainer`` hands :class:`EpisodeRollout` the prompts of one generation batch,
+each repeated G times in a row. A prompt names a task instance (suite, template, seed); the
+G copies become G samples of that one episode, played through the rollout engine with the
+policy being trained. Each trajectory goes back to TRL as its prompt tokens, everything after
+them (replies and tool outputs), and an ``env_mask`` that keeps tool outputs out of the loss.
+The rewards of a group are computed together (see :mod:`mosaic_gym.train.rewards`) and handed to TRL
+as three reward functions (alignment, format, length), so each part is logged on its own.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mosaic_gym import ToolEnv
+from mosaic_gym.agents.generation import Sampling
+from mosaic_gym.agents.hf import HFAgent
+from mosaic_gym.judges import LLMJudge, PairwiseJudge, RuleJudge
+from mosaic_gym.rollout import EpisodeSpec, Trajectory, rollout
+from mosaic_gym.train.config import ConfigError, TrainConfig
+from mosaic_gym.train.policy import last_checkpoint, lora_config, on_cuda, uses_bf16
+from mosaic_gym.train.rewards import RewardParts, group_rewards
+
+
+def training_rows(config: TrainConfig) -> list[dict[str, Any]]:
+    """One prompt per task instance, in the order training meets them.
+
+    Each optimizer step takes ``groups_per_step`` consecutive rows, all from one suite, so
+    one step's episodes share a system prompt (and the generator its KV cache); suites take
+    turns step by step. Templates and seeds come from the config's seed.
+    """
+    rng = np.random.default_rng([config.seed, 1])
+    rows = []
+    for step in range(config.rl.steps):
+        suite = config.episodes.envs[step % len(config.episodes.envs)]
+        templates = ToolEnv(suite, split="train").suite.templates("train")
+        for _ in range(config.rl.groups_per_step):
+            template = templates[int(rng.integers(len(templates)))]
+            episode = {"suite": suite, "task": template.id, "seed": int(rng.integers(2**31))}
+            rows.append({"prompt": [{"role": "user", "content": json.dumps(episode)}]})
+    return rows
+
+
+def make_judge(config: TrainConfig) -> PairwiseJudge | None:
+    if config.rl.reward == "scalar":
+        return None
+    if config.rl.judge == "rule":
+        return RuleJudge()
+    assert config.rl.judge_model is not None  # the config checks this
+    if config.rl.judge_base_url is not None:
+        return LLMJudge.from_openai(config.rl.judge_base_url, config.rl.judge_model)
+    return LLMJudge.from_hf(config.rl.judge_model)
+
+
+class EpisodeRollout:
+    """The ``rollout_func`` and the reward functions, sharing the episodes of the current batch."""
+
+    def __init__(self, config: TrainConfig, tokenizer: Any, judge: PairwiseJudge | None) -> None:
+        self.config = config
+        self.tokenizer = tokenizer
+        self.judge = judge
+        self._agent: HFAgent | None = None
+        self._envs: dict[str, ToolEnv] = {}
+        self._parts: list[RewardParts] = []
+
+    def __call__(self, prompts: list[list[dict[str, str]]], trainer: Any) -> dict[str, Any]:
+        episodes = [json.loads(prompt[-1]["content"]) for prompt in prompts]
+        group_size = self.config.rl.group_size
+        _check_groups(episodes, group_size)
+        trajectories = self._play(episodes, trainer)
+        self._parts = []
+        for start in range(0, len(trajectories), group_size):
+            group = trajectories[start : start + group_size]
+            self._parts += group_rewards(group, self.config.rl.reward, self.judge, self.config.rl.length_budget)
+        _log_episodes(trainer, trajectories, self._parts, group_size)
+        prompt_ids, completion_ids, env_mask = zip(*(self._split(t) for t in trajectories), strict=True)
+        return {
+            "prompt_ids": list(prompt_ids),
+            "completion_ids": list(completion_ids),
+            "logprobs": None,
+            "env_mask": list(env_mask),
+            "episode": list(range(len(trajectories))),
+        }
+
+    def alignment_reward(self, completions: list[Any], episode: list[int], **_: Any) -> list[float]:
+        return [self._parts[i].alignment for i in episode]
+
+    def format_reward(self, completions: list[Any], episode: list[int], **_: Any) -> list[float]:
+        return [self._parts[i].format for i in episode]
+
+    def length_penalty(self, completions: list[Any], episode: list[int], **_: Any) -> list[float]:
+        return [self._parts[i].length for i in episode]
+
+    def _play(self, episodes: list[dict[str, Any]], trainer: Any) -> list[Trajectory]:
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        agent = self._policy_agent(model)
+        process = trainer.accelerator.process_index
+        agent.sampling = replace(agent.sampling, seed=hash((self.config.seed, trainer.state.global_step, process)))
+        group_size = self.config.rl.group_size
+        trajectories: list[Trajectory | None] = [None] * len(episodes)
+        was_training = model.training
+        model.eval()
+        try:
+            for suite in dict.fromkeys(e["suite"] for e in episodes):
+                index = {
+                    (e["seed"], e["task"], i % group_size): i for i, e in enumerate(episodes) if e["suite"] == suite
+                }
+                specs = [EpisodeSpec(seed=seed, task=task, sample=sample) for seed, task, sample in index]
+                env = self._env_factory(suite)
+                for trajectory in rollout(agent, env, specs, self.config.rl.rollout_batch_size):
+                    spec = trajectory.spec
+                    trajectories[index[(spec.seed, spec.task, spec.sample)]] = trajectory
+        finally:
+            model.train(was_training)
+        assert all(t is not None for t in trajectories)
+        return [t for t in trajectories if t is not None]
+
+    def _policy_agent(self, model: Any) -> HFAgent:
+        if self._agent is None or self._agent.model is not model:
+            sampling = Sampling(
+                max_new_tokens=self.config.episodes.max_new_tokens,
+                temperature=self.config.rl.temperature,
+                top_p=self.config.rl.top_p,
+            )
+            self._agent = HFAgent.wrap(model, self.tokenizer, sampling)
+        return self._agent
+
+    def _env_factory(self, suite: str) -> Any:
+        max_steps = self.config.episodes.max_steps
+        return lambda: ToolEnv(suite, split="train", max_steps=max_steps)
+
+    def _split(self, trajectory: Trajectory) -> tuple[list[int], list[int], list[int]]:
+        """(prompt ids, completion ids, env mask): the prompt is everything before the first reply."""
+        if trajectory.tokens is None:  # not one reply fitted in the context: nothing to learn from
+            prompt = self.tokenizer.apply_chat_template(trajectory.messages[:2], add_generation_prompt=True)
+            return list(prompt), [self.tokenizer.eos_token_id], [0]
+        ids, mask = list(trajectory.tokens.ids), list(trajectory.tokens.agent_mask)
+        start = mask.index(1) if 1 in mask else len(ids)
+        return ids[:start], ids[start:], mask[start:]
+
+
+def _check_groups(episodes: list[dict[str, Any]], group_size: int) -> None:
+    """TRL must hand over whole groups: G copies of each prompt, next to each other."""
+    if len(episodes) % group_size:
+        raise RuntimeError(f"got {len(episodes)} prompts, not a multiple of the group size {group_size}")
+    for start in range(0, len(episodes), group_size):
+        if any(e != episodes[start] for e in episodes[start : start + group_size]):
+            raise RuntimeError(f"prompts {start}..{start + group_size - 1} are not one group of the same episode")
+
+
+def _log_episodes(trainer: Any, trajectories: list[Trajectory], parts: list[RewardParts], group_size: int) -> None:
+    """What the episodes of this step did, next to TRL's own metrics (and into tensorboard)."""
+    outcomes = [t.outcome for t in trajectories if t.outcome is not None]
+    kinds = Counter(o.kind for o in outcomes)
+    harmful = [o for o in outcomes if o.kind == "harmful"]
+    attacked = [o for o in outcomes if o.kind == "injection"]
+    benign = [o for o in outcomes if o.kind == "benign"]
+    replies = sum(o.steps for o in outcomes)
+    values = {
+        "episodes/harm_rate": _mean([bool(o.harms) for o in outcomes]),
+        "episodes/harmful_refusal_rate": _mean([o.refused and not o.harms for o in harmful]) if harmful else None,
+        "episodes/attack_success_rate": _mean([o.injected_goal_executed for o in attacked]) if attacked else None,
+        "episodes/benign_completion": _mean([o.completed for o in benign]) if benign else None,
+        "episodes/leak_rate": _mean([bool(o.leaks) for o in outcomes]),
+        "episodes/format_error_rate": sum(o.format_errors for o in outcomes) / max(1, replies),
+        "episodes/agent_tokens": _mean([o.agent_tokens or 0 for o in outcomes]),
+        "episodes/steps": _mean([o.steps for o in outcomes]),
+        "judge/win_rate_of_safest": _win_rate_of_safest(parts, group_size),
+    }
+    metrics = trainer._metrics["train"]  # TRL averages these per logging step and reports them
+    for key, value in values.items():
+        if value is not None:
+            metrics[key].append(value)
+    metrics["episodes/kinds_seen"].append(len(kinds))
+
+
+def _win_rate_of_safest(parts: list[RewardParts], group_size: int) -> float:
+    """Share of its comparisons that each group's top trajectory won: 0.5 when the judge sees no
+    difference in a group (no learning signal), up to 1 when one trajectory beats all others."""
+    tops = [max(p.alignment for p in parts[s : s + group_size]) for s in range(0, len(parts), group_size)]
+    return _mean([top / (group_size - 1) for top in tops])
+
+
+def _mean(values: list[Any]) -> float:
+    return float(np.mean(values)) if values else 0.0
+
+
+def run_grpo(config: TrainConfig, model: Any, tokenizer: Any, workdir: Path, resume: bool, callbacks: list[Any]) -> Any:
+    """Train with online pairwise-preference GRPO; returns the trainer."""
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    world = _world_size()
+    trajectories = config.rl.trajectories_per_step
+    micro = config.rl.group_size
+    if trajectories % (micro * world):
+        raise ConfigError(
+            f"rl.groups_per_step x rl.group_size = {trajectories} trajectories per step do not split into whole "
+            f"groups over {world} processes; make rl.groups_per_step a multiple of {world}"
+        )
+    episodes = EpisodeRollout(config, tokenizer, make_judge(config))
+    rewards = [episodes.alignment_reward, episodes.format_reward, episodes.length_penalty]
+    weights = [1.0, config.rl.format_weight, -config.rl.length_weight]
+    max_completion = config.episodes.max_steps * (config.episodes.max_new_tokens + 512)
+    args = GRPOConfig(
+        output_dir=str(workdir),
+        max_steps=config.rl.steps,
+        learning_rate=config.rl.learning_rate,
+        lr_scheduler_type="constant_with_warmup",
+        warmup_steps=1,
+        per_device_train_batch_size=micro,  # one group per forward and backward pass
+        gradient_accumulation_steps=trajectories // (micro * world),
+        num_generations=config.rl.group_size,
+        beta=config.rl.beta,
+        temperature=config.rl.temperature,
+        max_completion_length=max_completion,
+        reward_weights=weights,
+        shuffle_dataset=False,  # training_rows already ordered them, suite by suite
+        logging_steps=1,
+        save_steps=config.rl.save_steps,
+        save_total_limit=2,
+        report_to=["tensorboard"],
+        seed=config.seed,
+        bf16=uses_bf16(model),
+        gradient_checkpointing=False,
+        use_cpu=not on_cuda(model),
+    )
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=rewards,  # type: ignore[arg-type]
+        args=args,
+        train_dataset=Dataset.from_list(training_rows(config)),
+        processing_class=tokenizer,
+        peft_config=None if _is_peft(model) else lora_config(config),
+        rollout_func=episodes,  # type: ignore[arg-type]  # TRL types prompts as text; ours are chats
+        callbacks=callbacks,
+    )
+    trainer.train(resume_from_checkpoint=last_checkpoint(workdir) if resume else None)
+    return trainer
+
+
+def _world_size() -> int:
+    from accelerate import PartialState
+
+    return int(PartialState().num_processes)
+
+
+def _is_peft(model: Any) -> bool:
+    from peft import PeftModel
+
+    return isinstance(model, PeftModel)

@@ -1,0 +1,56 @@
+"""The policy to train: the base model with LoRA (from scratch or the warm start), and its checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mosaic_gym.agents.hf import load_model
+from mosaic_gym.train.config import TrainConfig
+
+
+def load_base(config: TrainConfig) -> tuple[Any, Any]:
+    """(model, tokenizer) with a pad token, ready to be wrapped by peft."""
+    model, tokenizer = load_model(config.model, None, config.device, config.dtype)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.config.use_cache = False  # training forwards need no cache; generation passes its own
+    return model, tokenizer
+
+
+def lora_config(config: TrainConfig) -> Any:
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=config.lora.r,
+        lora_alpha=config.lora.alpha,
+        lora_dropout=config.lora.dropout,
+        target_modules=list(config.lora.target_modules),
+        task_type="CAUSAL_LM",
+    )
+
+
+def from_warm_start(base: Any, warm_start: Path) -> Any:
+    """The warm-start adapter, trainable. Given such a model, TRL's GRPOTrainer keeps a frozen
+    copy of it as the KL reference, so the KL term pulls towards the warm-started policy
+    rather than towards the base model."""
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(base, str(warm_start), is_trainable=True)
+
+
+def uses_bf16(model: Any) -> bool:
+    import torch
+
+    return bool(next(model.parameters()).dtype == torch.bfloat16)
+
+
+def on_cuda(model: Any) -> bool:
+    return bool(next(model.parameters()).device.type == "cuda")
+
+
+def last_checkpoint(workdir: Path) -> str | None:
+    """The newest ``checkpoint-N`` folder a stage left in ``workdir``, to resume from."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(workdir)) if workdir.is_dir() else None

@@ -1,0 +1,64 @@
+"""The composite reward of a group of trajectories: the paper's ``R = r_align + r_format - p_len``.
+
+``r_align`` is, for MOSAIC, the number of pairwise wins of a trajectory against the other
+G - 1 trajectories of its group (same task instance), as a :class:`PairwiseJudge` sees them;
+for the scalar ablation it is the env's documented scalar return instead. The format reward
+and the length penalty are the same in both modes, so the ablation changes one thing only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from mosaic_gym.judges import PairwiseJudge, group_wins
+from mosaic_gym.rollout import Trajectory
+
+
+@dataclass(frozen=True)
+class RewardParts:
+    alignment: float
+    format: float  # r_format in [0, 2]
+    length: float  # p_len >= 0
+
+
+def group_rewards(
+    group: Sequence[Trajectory], mode: str, judge: PairwiseJudge | None, length_budget: int
+) -> list[RewardParts]:
+    """The reward parts of each trajectory of one group, in order."""
+    if mode == "pairwise":
+        if judge is None:
+            raise ValueError("pairwise rewards need a judge")
+        alignment = group_wins(judge, group)
+    elif mode == "scalar":
+        alignment = [t.total_reward for t in group]
+    else:
+        raise ValueError(f"reward mode must be 'pairwise' or 'scalar', got {mode!r}")
+    return [
+        RewardParts(a, format_reward(t), length_penalty(_agent_tokens(t), length_budget))
+        for a, t in zip(alignment, group, strict=True)
+    ]
+
+
+def format_reward(trajectory: Trajectory) -> float:
+    """r_format in [0, 2]: one point for the share of replies that follow the protocol, and one
+    for the share of irreversible tool calls that a ``<safety_thoughts>`` block preceded
+    (the full point when the episode made none)."""
+    if not trajectory.steps:
+        return 0.0
+    well_formed = sum(step.format_error is None for step in trajectory.steps) / len(trajectory.steps)
+    assert trajectory.outcome is not None, "a trajectory is scored after its episode ends"
+    calls = trajectory.outcome.irreversible_calls
+    checked = sum(call.checked for call in calls) / len(calls) if calls else 1.0
+    return well_formed + checked
+
+
+def length_penalty(tokens: int, budget: int) -> float:
+    """p_len = max(0, (L - L0) / L0): nothing under the budget, linear above it."""
+    return max(0.0, (tokens - budget) / budget)
+
+
+def _agent_tokens(trajectory: Trajectory) -> int:
+    if trajectory.tokens is not None:
+        return trajectory.tokens.agent_tokens
+    return sum(len(step.text.split()) for step in trajectory.steps)  # scripted agents: words stand in

@@ -1,0 +1,50 @@
+"""Stage 1, the warm start: LoRA SFT on the demonstrations with TRL's SFTTrainer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mosaic_gym.train.config import TrainConfig
+from mosaic_gym.train.demos import build_demos
+from mosaic_gym.train.policy import last_checkpoint, lora_config, on_cuda, uses_bf16
+
+
+def run_sft(config: TrainConfig, model: Any, tokenizer: Any, workdir: Path, resume: bool, callbacks: list[Any]) -> Any:
+    """Train the warm-start adapter; returns the trainer (its model holds the adapter)."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    demos = build_demos(tokenizer, config.episodes, config.sft, config.seed)
+    print(f"warm start: {demos.summary()}", flush=True)
+    dataset = Dataset.from_list(demos.examples)
+    args = SFTConfig(
+        output_dir=str(workdir),
+        max_steps=config.sft.steps,
+        per_device_train_batch_size=1,  # one episode per forward: no padding on long, uneven episodes
+        gradient_accumulation_steps=config.sft.batch_size,
+        learning_rate=config.sft.learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=max(1, config.sft.steps // 20),
+        max_length=config.sft.max_length,
+        logging_steps=1,
+        save_steps=max(1, config.sft.steps // 4),
+        save_total_limit=1,
+        report_to=["tensorboard"],
+        seed=config.seed,
+        bf16=uses_bf16(model),
+        gradient_checkpointing=False,
+        use_cpu=not on_cuda(model),
+        dataset_num_proc=None,
+        packing=False,
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=lora_config(config),
+        callbacks=callbacks,
+    )
+    trainer.train(resume_from_checkpoint=last_checkpoint(workdir) if resume else None)
+    return trainer
