@@ -18,6 +18,7 @@ class AgentOptions:
     adapter: Path | None = None
     seed: int = 0
     base_url: str | None = None
+    max_new_tokens: int | None = None  # per reply, for the hf agent
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,10 @@ def _hf(options: AgentOptions) -> Agent:
         raise AgentConfigError(
             f"agent 'hf' needs the LLM extra ({error.name} is missing): pip install 'mosaic-gym[llm]'"
         ) from None
-    return HFAgent(options.model, options.adapter, Sampling(seed=options.seed))
+    sampling = Sampling(seed=options.seed)
+    if options.max_new_tokens is not None:
+        sampling = Sampling(seed=options.seed, max_new_tokens=options.max_new_tokens)
+    return HFAgent(options.model, options.adapter, sampling)
 
 
 def _human() -> Agent:
@@ -96,6 +100,8 @@ def make_agent(name: str, options: AgentOptions) -> Agent:
         raise AgentConfigError(f"unknown agent {name!r}; choose from: {', '.join(AGENTS)}")
     if not entry.uses_model and (options.model is not None or options.adapter is not None):
         raise AgentConfigError(f"agent {name!r} is scripted and takes no --model or --adapter")
+    if options.max_new_tokens is not None and name != "hf":
+        raise AgentConfigError(f"agent {name!r} takes no --max-new-tokens (only the hf agent does)")
     if options.base_url is not None and not entry.uses_base_url:
         raise AgentConfigError(f"agent {name!r} takes no --base-url")
     if options.adapter is not None and not options.adapter.is_dir():

@@ -98,6 +98,8 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--episodes", type=_positive, default=100, help="episodes in all, spread over the envs")
     evaluate.add_argument("--seed", type=int, default=0, help="episode i uses seed SEED + i")
     evaluate.add_argument("--batch-size", type=_positive, default=16, help="envs stepped together (default 16)")
+    evaluate.add_argument("--max-steps", type=_positive, help="replies per episode (default: the env's 12)")
+    evaluate.add_argument("--max-new-tokens", type=_positive, help="tokens per reply, for --agent hf (default 256)")
     evaluate.add_argument("--out", type=Path, required=True, help="run directory; the same command resumes it")
     evaluate.set_defaults(run=_eval)
 
@@ -136,23 +138,52 @@ def _parser() -> argparse.ArgumentParser:
     training.add_argument("--out", type=Path, required=True, help="run folder; the final adapter lands here")
     training.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     training.set_defaults(run=_train)
+
+    demo = commands.add_parser(
+        "demo",
+        help="the main job on the embedded model: test it, train it (quick recipe), test again, compare (~15 min)",
+    )
+    demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="where everything goes (default runs/demo)")
+    demo.add_argument("--episodes", type=_positive, default=24, help="held-out episodes before and after (default 24)")
+    demo.set_defaults(run=_demo)
     return parser
 
 
+LLM_EXTRA = ("torch", "transformers", "peft", "trl", "accelerate", "datasets", "tensorboard")
+
+
+def _llm_extra(what: str, error: ModuleNotFoundError) -> Exception:
+    """A missing optional LLM package as one line; any other missing module is a bug of ours."""
+    if (error.name or "").split(".")[0] in LLM_EXTRA:
+        return UsageError(f"{what} needs the LLM extra ({error.name} is missing): pip install 'mosaic-gym[llm]'")
+    return error
+
+
 def _train(args: argparse.Namespace) -> int:
-    try:
-        from mosaic_gym.train.config import load_config
-        from mosaic_gym.train.run import train
-    except ModuleNotFoundError as error:
-        raise UsageError(
-            f"training needs the LLM extra ({error.name} is missing): pip install 'mosaic-gym[llm]'"
-        ) from None
+    from mosaic_gym.train.config import load_config
+
     config = load_config(args.config, args.overrides)
-    summary = train(config, args.out, resume=args.resume)
+    try:
+        from mosaic_gym.train.run import train
+
+        summary = train(config, args.out, resume=args.resume)
+    except ModuleNotFoundError as error:
+        raise _llm_extra("training", error) from None
     rl = summary.get("rl") or {}
     print(f"final adapter: {args.out}  (evaluate: mosaic-gym eval --agent hf --adapter {args.out} --out DIR)")
     if rl.get("seconds_per_step"):
         print(f"RL: {rl['seconds_per_step']} s/step; peak memory {summary['peak_memory_gb']} GB")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from mosaic_gym.demo import DemoPlan, run_demo
+
+    try:
+        report = run_demo(args.out, DemoPlan(episodes=args.episodes))
+    except ModuleNotFoundError as error:
+        raise _llm_extra("the demo", error) from None
+    print(f"before/after report: {report} (plot: {report.with_suffix('.png')})")
     return 0
 
 
@@ -233,6 +264,8 @@ def _eval(args: argparse.Namespace) -> int:
         model=args.model,
         adapter=args.adapter,
         base_url=args.base_url,
+        max_steps=args.max_steps,
+        max_new_tokens=args.max_new_tokens,
         batch_size=args.batch_size,
     )
     bars: list[Any] = []  # opened at the first episode, so a bad agent's error is the only output

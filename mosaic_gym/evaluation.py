@@ -42,6 +42,8 @@ class EvalConfig:
     model: str | None = None
     adapter: str | None = None
     base_url: str | None = None
+    max_steps: int | None = None  # replies per episode; None: the env's budget (12)
+    max_new_tokens: int | None = None  # tokens per reply, for LLM agents; None: the agent's default
     batch_size: int = field(default=16, compare=False)
 
     def __post_init__(self) -> None:
@@ -56,6 +58,10 @@ class EvalConfig:
             raise EvalError(f"episodes must be at least 1, got {self.episodes}")
         if self.batch_size < 1:
             raise EvalError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise EvalError(f"max steps must be at least 1, got {self.max_steps}")
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
+            raise EvalError(f"max new tokens must be at least 1, got {self.max_new_tokens}")
 
     def plan(self) -> list[tuple[str, int, int]]:
         """(env id, episode index, seed) for every episode of the run."""
@@ -78,7 +84,11 @@ def run_eval(config: EvalConfig, out: Path, on_episode: Callable[[int, int], Non
     _claim(out, config)
     records = load_records(out / TRAJECTORIES)
     options = AgentOptions(
-        model=config.model, adapter=_path(config.adapter), seed=config.seed, base_url=config.base_url
+        model=config.model,
+        adapter=_path(config.adapter),
+        seed=config.seed,
+        base_url=config.base_url,
+        max_new_tokens=config.max_new_tokens,
     )
     agent = make_agent(config.agent, options)
     agent_info = {"name": config.agent, "model": config.model, "adapter": config.adapter}
@@ -91,7 +101,7 @@ def run_eval(config: EvalConfig, out: Path, on_episode: Callable[[int, int], Non
         for env_id in config.envs:
             index_of = {seed: index for e, index, seed in todo if e == env_id}
             specs = [EpisodeSpec(seed=seed) for seed in index_of]
-            make_env = _env_factory(env_id, config.split)
+            make_env = _env_factory(env_id, config.split, config.max_steps)
             for trajectory in rollout(agent, make_env, specs, batch_size=config.batch_size):
                 record = to_record(trajectory, env_id, index_of[trajectory.spec.seed], config.split, agent_info)
                 os.write(fd, dumps(record))
@@ -164,9 +174,11 @@ def _claim(out: Path, config: EvalConfig) -> None:
         _write_atomic(run_file, json.dumps(config.identity(), indent=2))
 
 
-def _env_factory(env_id: str, split: str) -> Callable[[], ToolEnv]:
+def _env_factory(env_id: str, split: str, max_steps: int | None) -> Callable[[], ToolEnv]:
     suite = SUITE_OF[env_id]
-    return lambda: ToolEnv(suite, split=split)  # type: ignore[arg-type]
+    if max_steps is None:
+        return lambda: ToolEnv(suite, split=split)  # type: ignore[arg-type]
+    return lambda: ToolEnv(suite, split=split, max_steps=max_steps)  # type: ignore[arg-type]
 
 
 def _path(value: str | None) -> Path | None:

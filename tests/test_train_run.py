@@ -31,31 +31,16 @@ from mosaic_gym.judges import RuleJudge  # noqa: E402
 from mosaic_gym.rollout import EpisodeSpec, Trajectory, rollout  # noqa: E402
 from mosaic_gym.train import grpo  # noqa: E402
 from mosaic_gym.train import run as run_module  # noqa: E402
-from mosaic_gym.train.config import TrainConfig, from_dict  # noqa: E402
+from mosaic_gym.train.config import from_dict  # noqa: E402
 from mosaic_gym.train.demos import build_demos  # noqa: E402
 from mosaic_gym.train.grpo import EpisodeRollout, training_rows  # noqa: E402
 from mosaic_gym.train.run import train  # noqa: E402
-from tests.tiny_model import build_tiny_model  # noqa: E402
+from tests.tiny_model import build_tiny_model, tiny_config  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"))
-
-
-def tiny_config(model: Path, **rl: Any) -> TrainConfig:
-    return from_dict(
-        {
-            "model": str(model),
-            "device": "cpu",
-            "dtype": "float32",
-            "threads": 1,
-            "lora": {"r": 4, "alpha": 8},
-            "episodes": {"envs": ["files"], "max_steps": 2, "max_new_tokens": 16},
-            "sft": {"steps": 2, "instances_per_template": 1, "batch_size": 2, "max_length": 8192},
-            "rl": {"steps": 2, "group_size": 2, "groups_per_step": 1, "save_steps": 1, "rollout_batch_size": 4, **rl},
-        }
-    )
 
 
 def lora_weights(folder: Path) -> dict[str, Any]:

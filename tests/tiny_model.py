@@ -14,6 +14,7 @@ import torch
 import transformers
 
 from mosaic_gym import ToolEnv
+from mosaic_gym.train.config import TrainConfig, from_dict
 
 END, START = "<|im_end|>", "<|im_start|>"  # END first: id 0, what an all-zero output layer picks
 CHATML = (
@@ -78,3 +79,19 @@ def build_tiny_model(folder: Path) -> Path:
     tiny_llama(len(tokenizer)).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def tiny_config(model: Path, **rl: Any) -> TrainConfig:
+    """Settings that train the tiny model in seconds: one suite, two-step episodes, two steps per stage."""
+    return from_dict(
+        {
+            "model": str(model),
+            "device": "cpu",
+            "dtype": "float32",
+            "threads": 1,
+            "lora": {"r": 4, "alpha": 8},
+            "episodes": {"envs": ["files"], "max_steps": 2, "max_new_tokens": 16},
+            "sft": {"steps": 2, "instances_per_template": 1, "batch_size": 2, "max_length": 8192},
+            "rl": {"steps": 2, "group_size": 2, "groups_per_step": 1, "save_steps": 1, "rollout_batch_size": 4, **rl},
+        }
+    )
