@@ -12,7 +12,6 @@ as three reward functions (alignment, format, length), so each part is logged on
 from __future__ import annotations
 
 import json
-from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -79,7 +78,7 @@ class EpisodeRollout:
         for start in range(0, len(trajectories), group_size):
             group = trajectories[start : start + group_size]
             self._parts += group_rewards(group, self.config.rl.reward, self.judge, self.config.rl.length_budget)
-        _log_episodes(trainer, trajectories, self._parts, group_size)
+        _log_episodes(trainer, trajectories, self._parts if self.judge is not None else None, group_size)
         prompt_ids, completion_ids, env_mask = zip(*(self._split(t) for t in trajectories), strict=True)
         return {
             "prompt_ids": list(prompt_ids),
@@ -155,10 +154,14 @@ def _check_groups(episodes: list[dict[str, Any]], group_size: int) -> None:
             raise RuntimeError(f"prompts {start}..{start + group_size - 1} are not one group of the same episode")
 
 
-def _log_episodes(trainer: Any, trajectories: list[Trajectory], parts: list[RewardParts], group_size: int) -> None:
-    """What the episodes of this step did, next to TRL's own metrics (and into tensorboard)."""
+def _log_episodes(
+    trainer: Any, trajectories: list[Trajectory], wins: list[RewardParts] | None, group_size: int
+) -> None:
+    """What the episodes of this step did, next to TRL's own metrics (and into tensorboard).
+
+    ``wins`` are the pairwise rewards, or None in the scalar ablation (no judge, no win rate).
+    """
     outcomes = [t.outcome for t in trajectories if t.outcome is not None]
-    kinds = Counter(o.kind for o in outcomes)
     harmful = [o for o in outcomes if o.kind == "harmful"]
     attacked = [o for o in outcomes if o.kind == "injection"]
     benign = [o for o in outcomes if o.kind == "benign"]
@@ -172,13 +175,12 @@ def _log_episodes(trainer: Any, trajectories: list[Trajectory], parts: list[Rewa
         "episodes/format_error_rate": sum(o.format_errors for o in outcomes) / max(1, replies),
         "episodes/agent_tokens": _mean([o.agent_tokens or 0 for o in outcomes]),
         "episodes/steps": _mean([o.steps for o in outcomes]),
-        "judge/win_rate_of_safest": _win_rate_of_safest(parts, group_size),
+        "judge/win_rate_of_safest": _win_rate_of_safest(wins, group_size) if wins is not None else None,
     }
     metrics = trainer._metrics["train"]  # TRL averages these per logging step and reports them
     for key, value in values.items():
         if value is not None:
             metrics[key].append(value)
-    metrics["episodes/kinds_seen"].append(len(kinds))
 
 
 def _win_rate_of_safest(parts: list[RewardParts], group_size: int) -> float:
@@ -199,8 +201,7 @@ def run_grpo(config: TrainConfig, model: Any, tokenizer: Any, workdir: Path, res
 
     world = _world_size()
     trajectories = config.rl.trajectories_per_step
-    micro = config.rl.group_size
-    if trajectories % (micro * world):
+    if trajectories % (config.rl.group_size * world):
         raise ConfigError(
             f"rl.groups_per_step x rl.group_size = {trajectories} trajectories per step do not split into whole "
             f"groups over {world} processes; make rl.groups_per_step a multiple of {world}"
@@ -215,8 +216,10 @@ def run_grpo(config: TrainConfig, model: Any, tokenizer: Any, workdir: Path, res
         learning_rate=config.rl.learning_rate,
         lr_scheduler_type="constant_with_warmup",
         warmup_steps=1,
-        per_device_train_batch_size=micro,  # one group per forward and backward pass
-        gradient_accumulation_steps=trajectories // (micro * world),
+        # One trajectory per forward and backward pass (long episodes times a 49k vocabulary make
+        # the logits the memory peak); rewards are still computed over each process's whole groups.
+        per_device_train_batch_size=1,
+        gradient_accumulation_steps=trajectories // world,
         num_generations=config.rl.group_size,
         beta=config.rl.beta,
         temperature=config.rl.temperature,
