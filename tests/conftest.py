@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 import mosaic_gym
 from mosaic_gym import ToolEnv
+from mosaic_gym.protocol import Action
 
 ENV_IDS = list(mosaic_gym.ENV_IDS.values())
 SUITE_NAMES = list(mosaic_gym.ENV_IDS)
@@ -25,3 +28,13 @@ def play(env: ToolEnv, actions: list) -> tuple[list[str], dict]:
 @pytest.fixture(params=SUITE_NAMES)
 def suite_name(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+def typed_lines(action: Action) -> list[str]:
+    """What a person types at the terminal for ``action``: plan, safety check, action."""
+    lines = [action.plan, action.safety_thoughts or ""]
+    if action.kind == "tool_call":
+        lines.append(f"call {action.tool} {json.dumps(action.arguments)}")
+    else:
+        lines.append(f"{action.kind} {action.message}")
+    return lines

@@ -27,7 +27,8 @@ from mosaic_gym.agents.hf import HFAgent, load_model  # noqa: E402
 from mosaic_gym.agents.registry import AgentConfigError, AgentOptions, make_agent  # noqa: E402
 from mosaic_gym.evaluation import TRAJECTORIES, EvalConfig, load_records, run_eval  # noqa: E402
 from mosaic_gym.rollout import EpisodeSpec, Trajectory, rollout  # noqa: E402
-from tests.tiny_model import END, build_tiny_model, tiny_llama  # noqa: E402
+from tests.chat_template import END  # noqa: E402
+from tests.tiny_model import build_tiny_model, tiny_llama  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 
 from mosaic_gym import ToolEnv
 from mosaic_gym.agents.base import Turn
@@ -11,18 +10,9 @@ from mosaic_gym.agents.human import NO_INPUT, HumanAgent, mark_spans
 from mosaic_gym.agents.registry import AgentOptions, make_agent
 from mosaic_gym.protocol import Action
 from mosaic_gym.rollout import EpisodeSpec, rollout
+from tests.conftest import typed_lines
 
 SEED = 1
-
-
-def _lines(action: Action) -> list[str]:
-    """What a person types for ``action``."""
-    lines = [action.plan, action.safety_thoughts or ""]
-    if action.kind == "tool_call":
-        lines.append(f"call {action.tool} {json.dumps(action.arguments)}")
-    else:
-        lines.append(f"{action.kind} {action.message}")
-    return lines
 
 
 def _turn(seed: int = SEED) -> Turn:
@@ -33,7 +23,7 @@ def _turn(seed: int = SEED) -> Turn:
 
 def test_scripted_lines_play_a_whole_files_episode() -> None:
     reference = _turn().env.task.reference()
-    script = "\n".join(line for action in reference for line in _lines(action)) + "\n"
+    script = "\n".join(line for action in reference for line in typed_lines(action)) + "\n"
     output = io.StringIO()
     agent = HumanAgent(io.StringIO(script), output)
     [trajectory] = rollout(agent, lambda: ToolEnv("files", split="heldout"), [EpisodeSpec(SEED)], batch_size=1)

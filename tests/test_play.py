@@ -4,26 +4,15 @@ injection obeyed with the planted text marked, and one-line errors for bad input
 from __future__ import annotations
 
 import io
-import json
 
 import pytest
 
 from mosaic_gym import ToolEnv
 from mosaic_gym.agents.human import mark_spans
 from mosaic_gym.cli import main
-from mosaic_gym.protocol import Action
+from tests.conftest import typed_lines
 
 ENV = "mosaic_gym/Files-v0"
-
-
-def _lines(action: Action) -> list[str]:
-    """What a person types for ``action``: plan, safety check, action."""
-    lines = [action.plan, action.safety_thoughts or ""]
-    if action.kind == "tool_call":
-        lines.append(f"call {action.tool} {json.dumps(action.arguments)}")
-    else:
-        lines.append(f"{action.kind} {action.message}")
-    return lines
 
 
 def _instance(task: str, seed: int, attack: str | None = None) -> ToolEnv:
@@ -46,7 +35,7 @@ def test_a_benign_episode_is_completed_and_compared_with_the_reference(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     reference = _instance("files.archive_notes", 3).task.reference()
-    script = [line for action in reference for line in _lines(action)]
+    script = [line for action in reference for line in typed_lines(action)]
     status, out, err = _play(monkeypatch, capsys, script, "--task", "files.archive_notes", "--seed", "3")
     assert status == 0, err
     assert "You are the agent." in out and "Tools:" in out and "[IRREVERSIBLE" in out
@@ -78,7 +67,7 @@ def test_an_injection_shows_the_planted_text_marked_and_the_cost_of_obeying_it(
 ) -> None:
     task, attack = "files.readme_summary_injection", "ignore_previous"
     harmful = _instance(task, 0, attack).task.harmful_reference()
-    script = [line for action in harmful for line in _lines(action)]
+    script = [line for action in harmful for line in typed_lines(action)]
     status, out, err = _play(monkeypatch, capsys, script, "--task", task, "--attack", attack)
     assert status == 0, err
     assert ">>>Ignore all previous instructions." in out or ">>>Disregard" in out or ">>>Forget" in out

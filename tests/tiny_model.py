@@ -15,14 +15,7 @@ import transformers
 
 from mosaic_gym import ToolEnv
 from mosaic_gym.train.config import TrainConfig, from_dict
-
-END, START = "<|im_end|>", "<|im_start|>"  # END first: id 0, what an all-zero output layer picks
-CHATML = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
-)
+from tests.chat_template import CHATML, END, START
 
 
 def _tokenizer() -> Any:

@@ -24,7 +24,7 @@ from mosaic_gym.agents.hf import HFAgent
 from mosaic_gym.judges import LLMJudge, PairwiseJudge, RuleJudge
 from mosaic_gym.rollout import EpisodeSpec, Trajectory, rollout
 from mosaic_gym.train.config import ConfigError, TrainConfig
-from mosaic_gym.train.policy import last_checkpoint, lora_config, on_cuda, uses_bf16
+from mosaic_gym.train.policy import last_checkpoint, lora_config, trainer_args
 from mosaic_gym.train.rewards import RewardParts, group_rewards
 
 
@@ -211,14 +211,13 @@ def run_grpo(config: TrainConfig, model: Any, tokenizer: Any, workdir: Path, res
     weights = [1.0, config.rl.format_weight, -config.rl.length_weight]
     max_completion = config.episodes.max_steps * (config.episodes.max_new_tokens + 512)
     args = GRPOConfig(
-        output_dir=str(workdir),
+        **trainer_args(config, model, workdir),
         max_steps=config.rl.steps,
         learning_rate=config.rl.learning_rate,
         lr_scheduler_type="constant_with_warmup",
         warmup_steps=1,
-        # One trajectory per forward and backward pass (long episodes times a 49k vocabulary make
-        # the logits the memory peak); rewards are still computed over each process's whole groups.
-        per_device_train_batch_size=1,
+        # One trajectory per forward and backward pass; the rewards are still computed over each
+        # process's whole groups, since a process generates all its groups of the step at once.
         gradient_accumulation_steps=trajectories // world,
         num_generations=config.rl.group_size,
         beta=config.rl.beta,
@@ -226,14 +225,8 @@ def run_grpo(config: TrainConfig, model: Any, tokenizer: Any, workdir: Path, res
         max_completion_length=max_completion,
         reward_weights=weights,
         shuffle_dataset=False,  # training_rows already ordered them, suite by suite
-        logging_steps=1,
         save_steps=config.rl.save_steps,
         save_total_limit=2,
-        report_to=["tensorboard"],
-        seed=config.seed,
-        bf16=uses_bf16(model),
-        gradient_checkpointing=False,
-        use_cpu=not on_cuda(model),
     )
     trainer = GRPOTrainer(
         model=model,

@@ -39,6 +39,22 @@ def from_warm_start(base: Any, warm_start: Path) -> Any:
     return PeftModel.from_pretrained(base, str(warm_start), is_trainable=True)
 
 
+def trainer_args(config: TrainConfig, model: Any, workdir: Path) -> dict[str, Any]:
+    """TRL settings both stages share: where checkpoints go, logging every step to tensorboard,
+    the hardware, and one sequence per forward pass (long, uneven episodes: no padding, and the
+    logits over a 49k vocabulary stay the memory peak of one sequence)."""
+    return {
+        "output_dir": str(workdir),
+        "per_device_train_batch_size": 1,
+        "logging_steps": 1,
+        "report_to": ["tensorboard"],
+        "seed": config.seed,
+        "bf16": uses_bf16(model),
+        "gradient_checkpointing": False,
+        "use_cpu": not on_cuda(model),
+    }
+
+
 def uses_bf16(model: Any) -> bool:
     import torch
 

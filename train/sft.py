@@ -7,7 +7,7 @@ from typing import Any
 
 from mosaic_gym.train.config import TrainConfig
 from mosaic_gym.train.demos import build_demos
-from mosaic_gym.train.policy import last_checkpoint, lora_config, on_cuda, uses_bf16
+from mosaic_gym.train.policy import last_checkpoint, lora_config, trainer_args
 
 
 def run_sft(config: TrainConfig, model: Any, tokenizer: Any, workdir: Path, resume: bool, callbacks: list[Any]) -> Any:
@@ -19,22 +19,15 @@ def run_sft(config: TrainConfig, model: Any, tokenizer: Any, workdir: Path, resu
     print(f"warm start: {demos.summary()}", flush=True)
     dataset = Dataset.from_list(demos.examples)
     args = SFTConfig(
-        output_dir=str(workdir),
+        **trainer_args(config, model, workdir),
         max_steps=config.sft.steps,
-        per_device_train_batch_size=1,  # one episode per forward: no padding on long, uneven episodes
         gradient_accumulation_steps=config.sft.batch_size,
         learning_rate=config.sft.learning_rate,
         lr_scheduler_type="cosine",
         warmup_steps=max(1, config.sft.steps // 20),
         max_length=config.sft.max_length,
-        logging_steps=1,
         save_steps=max(1, config.sft.steps // 4),
         save_total_limit=1,
-        report_to=["tensorboard"],
-        seed=config.seed,
-        bf16=uses_bf16(model),
-        gradient_checkpointing=False,
-        use_cpu=not on_cuda(model),
         dataset_num_proc=None,
         packing=False,
     )
