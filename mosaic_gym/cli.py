@@ -169,6 +169,9 @@ def _train(args: argparse.Namespace) -> int:
         summary = train(config, args.out, resume=args.resume)
     except ModuleNotFoundError as error:
         raise _llm_extra("training", error) from None
+    except KeyboardInterrupt:
+        print(f"interrupted; checkpoints in {args.out} are kept: run the same command with --resume", file=sys.stderr)
+        return 130
     rl = summary.get("rl") or {}
     print(f"final adapter: {args.out}  (evaluate: mosaic-gym eval --agent hf --adapter {args.out} --out DIR)")
     if rl.get("seconds_per_step"):

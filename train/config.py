@@ -160,6 +160,11 @@ class TrainConfig:
     def trains_warm_start(self) -> bool:
         return self.warm_start is None and self.sft.steps > 0
 
+    @property
+    def has_warm_start(self) -> bool:
+        """Whether RL starts from a warm-start adapter (trained here or given) or from scratch."""
+        return self.warm_start is not None or self.sft.steps > 0
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

@@ -48,42 +48,21 @@ def train(config: TrainConfig, out: Path, resume: bool = False) -> dict[str, Any
     if state.is_main_process and not (out / CONFIG).exists():
         out.mkdir(parents=True, exist_ok=True)
         (out / CONFIG).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-    import torch
-
     if config.threads is not None:
-        torch.set_num_threads(config.threads)
-    from mosaic_gym.train.policy import from_warm_start, load_base
+        import torch
 
+        torch.set_num_threads(config.threads)
     summary: dict[str, Any] = _read_summary(out)
     warm_start = out / WARM_START if config.warm_start is None else Path(config.warm_start)
     if config.trains_warm_start and not (warm_start / ADAPTER_FILE).exists():
-        from mosaic_gym.train.sft import run_sft
-
-        model, tokenizer = load_base(config)
-        timer = StepTimer()
-        _tensorboard(out, "sft")
-        trainer = run_sft(config, model, tokenizer, out / "sft", resume, [timer.callback()])
+        report = _warm_start_stage(config, out, warm_start, resume)
         if state.is_main_process:
-            trainer.model.save_pretrained(str(warm_start))
-            tokenizer.save_pretrained(str(warm_start))
-            summary["sft"] = timer.report()
+            summary["sft"] = report
             _write_summary(out, summary)
         state.wait_for_everyone()  # the RL stage of every process loads the saved warm start
-        del trainer, model
     if config.rl.steps > 0:
-        from mosaic_gym.train.grpo import run_grpo
-
-        model, tokenizer = load_base(config)
-        if config.trains_warm_start or config.warm_start is not None:
-            model = from_warm_start(model, warm_start)
-        timer = StepTimer()
-        _tensorboard(out, "rl")
-        trainer = run_grpo(config, model, tokenizer, out / "rl", resume, [timer.callback()])
-        if state.is_main_process:
-            trainer.model.save_pretrained(str(out), selected_adapters=["default"])
-            tokenizer.save_pretrained(str(out))
-            summary["rl"] = timer.report()
-    elif state.is_main_process:
+        summary["rl"] = _rl_stage(config, out, warm_start if config.has_warm_start else None, resume)
+    elif state.is_main_process:  # warm start only: it is the final adapter
         for item in warm_start.iterdir():
             if item.is_file():
                 shutil.copy2(item, out / item.name)
@@ -93,6 +72,36 @@ def train(config: TrainConfig, out: Path, resume: bool = False) -> dict[str, Any
         _write_summary(out, summary)
     state.wait_for_everyone()
     return summary
+
+
+def _warm_start_stage(config: TrainConfig, out: Path, warm_start: Path, resume: bool) -> dict[str, Any]:
+    from mosaic_gym.train.policy import load_base
+    from mosaic_gym.train.sft import run_sft
+
+    model, tokenizer = load_base(config)
+    timer = StepTimer()
+    _tensorboard(out, "sft")
+    trainer = run_sft(config, model, tokenizer, out / "sft", resume, [timer.callback()])
+    if trainer.accelerator.is_main_process:
+        trainer.model.save_pretrained(str(warm_start))
+        tokenizer.save_pretrained(str(warm_start))
+    return timer.report()
+
+
+def _rl_stage(config: TrainConfig, out: Path, warm_start: Path | None, resume: bool) -> dict[str, Any]:
+    from mosaic_gym.train.grpo import run_grpo
+    from mosaic_gym.train.policy import from_warm_start, load_base
+
+    model, tokenizer = load_base(config)
+    if warm_start is not None:
+        model = from_warm_start(model, warm_start)
+    timer = StepTimer()
+    _tensorboard(out, "rl")
+    trainer = run_grpo(config, model, tokenizer, out / "rl", resume, [timer.callback()])
+    if trainer.accelerator.is_main_process:
+        trainer.model.save_pretrained(str(out), selected_adapters=["default"])
+        tokenizer.save_pretrained(str(out))
+    return timer.report()
 
 
 def _check_out(config: TrainConfig, out: Path, resume: bool) -> None:
