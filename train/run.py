@@ -22,6 +22,7 @@ import resource
 import shutil
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,8 @@ def train(config: TrainConfig, out: Path, resume: bool = False) -> dict[str, Any
     """
     from accelerate import PartialState
 
+    # transformers 5 warns at every step that TRL still passes `gradient_checkpointing`: noise to a user.
+    warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.* is deprecated", category=FutureWarning)
     state = PartialState()
     _check_out(config, out, resume)
     state.wait_for_everyone()  # every process has checked OUT before the main one writes to it
