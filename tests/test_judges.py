@@ -484,20 +484,9 @@ def _scripted_model(folder: Path, answer: str) -> Path:
         tokenizer_object=word_level, eos_token=END, pad_token=END, unk_token="[UNK]", additional_special_tokens=[START]
     )
     tokenizer.chat_template = CHATML
-    config = transformers.LlamaConfig(
-        vocab_size=len(vocab),
-        hidden_size=8,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        intermediate_size=16,
-        max_position_embeddings=8192,
-        eos_token_id=0,
-        pad_token_id=0,
-        bos_token_id=None,
-        tie_word_embeddings=False,
-    )
-    model = transformers.LlamaForCausalLM(config)
+    from tests.tiny_model import tiny_llama
+
+    model = tiny_llama(len(vocab), hidden=8, tie_word_embeddings=False)
     said = vocab[answer]
     with torch.no_grad():
         for layer in model.model.layers:

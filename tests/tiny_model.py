@@ -47,22 +47,23 @@ def _tokenizer() -> Any:
     return tokenizer
 
 
-def tiny_llama(vocab: int, hidden: int = 32, seed: int = 0) -> Any:
+def tiny_llama(vocab: int, hidden: int = 32, seed: int = 0, **config: Any) -> Any:
+    """A two-layer Llama whose end-of-turn and padding token is id 0; ``config`` overrides settings."""
     torch.manual_seed(seed)
-    config = transformers.LlamaConfig(
-        vocab_size=vocab,
-        hidden_size=hidden,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        intermediate_size=64,
-        max_position_embeddings=8192,
-        eos_token_id=0,
-        pad_token_id=0,
-        bos_token_id=None,
-        initializer_range=0.2,  # 10x the default: replies depend on the context, padding included
-    )
-    return transformers.LlamaForCausalLM(config)
+    settings = {
+        "vocab_size": vocab,
+        "hidden_size": hidden,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "intermediate_size": 2 * hidden,
+        "max_position_embeddings": 8192,
+        "eos_token_id": 0,
+        "pad_token_id": 0,
+        "bos_token_id": None,
+        "initializer_range": 0.2,  # 10x the default: replies depend on the context, padding included
+    }
+    return transformers.LlamaForCausalLM(transformers.LlamaConfig(**{**settings, **config}))
 
 
 def build_tiny_model(folder: Path) -> Path:
