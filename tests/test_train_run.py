@@ -201,3 +201,14 @@ def test_two_processes_under_accelerate_keep_groups_whole(tiny: Path, tmp_path: 
     assert (out / "adapter_model.safetensors").exists()
     state = json.loads((out / "rl" / "checkpoint-1" / "trainer_state.json").read_text())
     assert state["global_step"] == 1
+
+
+def test_an_episode_with_no_reply_in_context_contributes_no_loss(tiny: Path) -> None:
+    """When not even the first reply fits the context, the trajectory has no tokens: it goes
+    back to TRL as its prompt and one masked end-of-turn token."""
+    tokenizer = AutoTokenizer.from_pretrained(tiny)
+    messages = [{"role": "system", "content": "tools"}, {"role": "user", "content": "task"}]
+    empty = Trajectory(spec=EpisodeSpec(0), task="t", kind="benign", attack=None, messages=messages)
+    prompt, completion, mask = EpisodeRollout(tiny_config(tiny), tokenizer, None)._split(empty)
+    assert tokenizer.decode(prompt).endswith("<|im_start|>user\ntask<|im_end|>\n<|im_start|>assistant\n")
+    assert completion == [tokenizer.eos_token_id] and mask == [0]

@@ -21,6 +21,7 @@ import numpy as np
 from mosaic_gym import ToolEnv
 from mosaic_gym.agents.generation import Sampling
 from mosaic_gym.agents.hf import HFAgent
+from mosaic_gym.agents.transcript import TranscriptBuilder
 from mosaic_gym.judges import LLMJudge, PairwiseJudge, RuleJudge
 from mosaic_gym.rollout import EpisodeSpec, Trajectory, rollout
 from mosaic_gym.train.config import ConfigError, TrainConfig
@@ -66,7 +67,6 @@ class EpisodeRollout:
         self.tokenizer = tokenizer
         self.judge = judge
         self._agent: HFAgent | None = None
-        self._envs: dict[str, ToolEnv] = {}
         self._parts: list[RewardParts] = []
 
     def __call__(self, prompts: list[list[dict[str, str]]], trainer: Any) -> dict[str, Any]:
@@ -112,8 +112,8 @@ class EpisodeRollout:
                     (e["seed"], e["task"], i % group_size): i for i, e in enumerate(episodes) if e["suite"] == suite
                 }
                 specs = [EpisodeSpec(seed=seed, task=task, sample=sample) for seed, task, sample in index]
-                env = self._env_factory(suite)
-                for trajectory in rollout(agent, env, specs, self.config.rl.rollout_batch_size):
+                make_env = self._env_factory(suite)
+                for trajectory in rollout(agent, make_env, specs, self.config.rl.rollout_batch_size):
                     spec = trajectory.spec
                     trajectories[index[(spec.seed, spec.task, spec.sample)]] = trajectory
         finally:
@@ -138,8 +138,8 @@ class EpisodeRollout:
     def _split(self, trajectory: Trajectory) -> tuple[list[int], list[int], list[int]]:
         """(prompt ids, completion ids, env mask): the prompt is everything before the first reply."""
         if trajectory.tokens is None:  # not one reply fitted in the context: nothing to learn from
-            prompt = self.tokenizer.apply_chat_template(trajectory.messages[:2], add_generation_prompt=True)
-            return list(prompt), [self.tokenizer.eos_token_id], [0]
+            prompt = TranscriptBuilder(self.tokenizer).start(trajectory.messages[:2]).ids
+            return prompt, [self.tokenizer.eos_token_id], [0]
         ids, mask = list(trajectory.tokens.ids), list(trajectory.tokens.agent_mask)
         start = mask.index(1) if 1 in mask else len(ids)
         return ids[:start], ids[start:], mask[start:]
