@@ -27,6 +27,16 @@ STOP = [f"</{block}>" for block in ACTION_BLOCKS]
 PLACEHOLDER_KEY = "not-needed"  # local servers ignore the key, but the client insists on one
 
 
+def endpoint_client(base_url: str, api_key_env: str, timeout: float, max_retries: int) -> openai.OpenAI:
+    """A client for an OpenAI-compatible server; the key from ``$api_key_env``, if set."""
+    return openai.OpenAI(
+        base_url=base_url,
+        api_key=os.environ.get(api_key_env) or PLACEHOLDER_KEY,
+        timeout=timeout,
+        max_retries=max_retries,
+    )
+
+
 class OpenAIAgent:
     """Sends each turn's chat to ``base_url`` and returns the model's text, many turns at once."""
 
@@ -64,12 +74,7 @@ class OpenAIAgent:
         self.concurrency = concurrency
         # Completion tokens per episode, keyed by id(env); reset when an episode starts.
         self.tokens_used: dict[int, int] = {}
-        self._client = openai.OpenAI(
-            base_url=base_url,
-            api_key=os.environ.get(api_key_env) or PLACEHOLDER_KEY,
-            timeout=timeout,
-            max_retries=max_retries,
-        )
+        self._client = endpoint_client(base_url, api_key_env, timeout, max_retries)
         if preflight:
             self._preflight()
 

@@ -82,10 +82,8 @@ def _hf(options: AgentOptions) -> Agent:
         raise AgentConfigError(
             f"agent 'hf' needs the LLM extra ({error.name} is missing): pip install 'mosaic-gym[llm]'"
         ) from None
-    sampling = Sampling(seed=options.seed)
-    if options.max_new_tokens is not None:
-        sampling = Sampling(seed=options.seed, max_new_tokens=options.max_new_tokens)
-    return HFAgent(options.model, options.adapter, sampling)
+    budget = {} if options.max_new_tokens is None else {"max_new_tokens": options.max_new_tokens}
+    return HFAgent(options.model, options.adapter, Sampling(seed=options.seed, **budget))
 
 
 def _human() -> Agent:

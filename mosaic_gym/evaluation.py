@@ -176,9 +176,8 @@ def _claim(out: Path, config: EvalConfig) -> None:
 
 def _env_factory(env_id: str, split: str, max_steps: int | None) -> Callable[[], ToolEnv]:
     suite = SUITE_OF[env_id]
-    if max_steps is None:
-        return lambda: ToolEnv(suite, split=split)  # type: ignore[arg-type]
-    return lambda: ToolEnv(suite, split=split, max_steps=max_steps)  # type: ignore[arg-type]
+    budget = {} if max_steps is None else {"max_steps": max_steps}  # none given: the env's own
+    return lambda: ToolEnv(suite, split=split, **budget)  # type: ignore[arg-type]
 
 
 def _path(value: str | None) -> Path | None:

@@ -13,7 +13,6 @@ Any object with a ``name`` and a ``compare(a, b)`` is a judge.
 from __future__ import annotations
 
 import math
-import os
 import re
 import warnings
 from collections.abc import Callable, Sequence
@@ -199,7 +198,6 @@ _ANSWER = re.compile(
 )
 _THINKING = re.compile(r"^\s*<think>.*?</think>", re.DOTALL)
 _VERDICTS = {"a": 1.0, "b": 0.0, "tie": 0.5}  # for the trajectory shown as A
-PLACEHOLDER_KEY = "not-needed"  # local servers ignore the key, but the openai client insists on one
 
 
 def parse_answer(text: str) -> Verdict | None:
@@ -287,19 +285,16 @@ class LLMJudge:
     ) -> LLMJudge:
         """Any OpenAI-compatible chat endpoint (vLLM, llama.cpp's server, ollama), at temperature 0."""
         try:
-            import openai
+            import openai  # noqa: F401  (the optional extra: missing is a one-line error, not a traceback)
         except ImportError:
             from mosaic_gym.agents.registry import AgentConfigError
 
             raise AgentConfigError(
                 "LLMJudge.from_openai needs the openai package: pip install 'mosaic-gym[openai]'"
             ) from None
-        client = openai.OpenAI(
-            base_url=base_url,
-            api_key=os.environ.get(api_key_env) or PLACEHOLDER_KEY,
-            timeout=timeout,
-            max_retries=max_retries,
-        )
+        from mosaic_gym.agents.openai_agent import endpoint_client
+
+        client = endpoint_client(base_url, api_key_env, timeout, max_retries)
 
         def complete(prompt: str) -> str:
             response = client.chat.completions.create(
