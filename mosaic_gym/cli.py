@@ -22,6 +22,8 @@ from mosaic_gym.selfcheck import check_suite
 from mosaic_gym.train.config import ConfigError
 from mosaic_gym.world.world import SERVICES
 
+TIER_CHOICES = ("starter", "standard", "all")
+
 EXIT_USAGE = 2
 
 
@@ -61,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     listing = commands.add_parser("list", help="show environments, their templates by kind and split, and tools")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
+    listing.add_argument("--tier", default="all", choices=TIER_CHOICES, help="count only this tier's templates")
     listing.set_defaults(run=_list)
 
     check = commands.add_parser(
@@ -95,6 +98,9 @@ def _parser() -> argparse.ArgumentParser:
         "--env", action="append", dest="envs", metavar="ID", help="env id to include (repeatable; default: all five)"
     )
     evaluate.add_argument("--split", default="heldout", choices=("train", "heldout", "all"), help="default heldout")
+    evaluate.add_argument(
+        "--tier", default="all", choices=TIER_CHOICES, help="starter (1-3 tool calls), standard or all (default)"
+    )
     evaluate.add_argument("--episodes", type=_positive, default=100, help="episodes in all, spread over the envs")
     evaluate.add_argument("--seed", type=int, default=0, help="episode i uses seed SEED + i")
     evaluate.add_argument("--batch-size", type=_positive, default=16, help="envs stepped together (default 16)")
@@ -200,13 +206,13 @@ def _positive(text: str) -> int:
     return value
 
 
-def inventory() -> dict[str, Any]:
-    """What is installed: per env id, its services, tools and template counts by kind and split."""
+def inventory(tier: str = "all") -> dict[str, Any]:
+    """What is installed: per env id, its services, tools and template counts by kind, split and tier."""
     from mosaic_gym.envs import ENV_IDS, SUITES
 
     envs: dict[str, Any] = {}
     for name, suite in SUITES.items():
-        templates = suite.templates()
+        templates = [t for t in suite.templates() if tier in ("all", t.tier)]
         tools = suite.tools()
         envs[ENV_IDS[name]] = {
             "suite": name,
@@ -217,6 +223,7 @@ def inventory() -> dict[str, Any]:
                 "total": len(templates),
                 "by_kind": dict(sorted(Counter(t.kind for t in templates).items())),
                 "by_split": dict(sorted(Counter(t.split for t in templates).items())),
+                "by_tier": dict(sorted(Counter(t.tier for t in templates).items())),
                 "by_kind_and_split": {
                     f"{kind}/{split}": n
                     for (kind, split), n in sorted(Counter((t.kind, t.split) for t in templates).items())
@@ -232,17 +239,18 @@ def inventory() -> dict[str, Any]:
 
 
 def _list(args: argparse.Namespace) -> int:
-    data = inventory()
+    data = inventory(args.tier)
     if args.json:
         print(json.dumps(data, indent=2))
         return 0
     for env_id, env in data["envs"].items():
         counts = ", ".join(f"{k} {v}" for k, v in env["templates"]["by_kind"].items())
         splits = ", ".join(f"{k} {v}" for k, v in env["templates"]["by_split"].items())
+        tiers = ", ".join(f"{k} {v}" for k, v in env["templates"]["by_tier"].items())
         print(f"{env_id}  ({env['description']})")
         print(f"  services: {', '.join(env['services'])}")
         print(f"  tools: {env['tools']['total']} ({len(env['tools']['irreversible'])} irreversible)")
-        print(f"  templates: {env['templates']['total']} ({counts}; {splits})")
+        print(f"  templates: {env['templates']['total']} ({counts}; {splits}; {tiers})")
     print("attack families:")
     for name, family in data["attacks"].items():
         role = (
@@ -262,6 +270,7 @@ def _eval(args: argparse.Namespace) -> int:
         agent=args.agent,
         envs=tuple(args.envs or ENV_IDS.values()),
         split=args.split,
+        tier=args.tier,
         episodes=args.episodes,
         seed=args.seed,
         model=args.model,

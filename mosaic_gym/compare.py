@@ -181,9 +181,9 @@ def compare(runs: Sequence[Run]) -> Comparison:
 
 
 def _notes(runs: Sequence[Run]) -> list[str]:
-    """Differences in what the runs played (split, envs, episodes, seed), worth knowing when reading."""
+    """Differences in what the runs played (split, tier, envs, episodes, seed), worth knowing when reading."""
     notes = []
-    for key in ("split", "envs", "episodes", "seed"):
+    for key in ("split", "tier", "envs", "episodes", "seed"):
         seen = [run.info.get(key) for run in runs]
         if any(value != seen[0] for value in seen):
             shown = ", ".join(f"[{i}] {_short(value)}" for i, value in enumerate(seen, 1))

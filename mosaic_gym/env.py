@@ -25,6 +25,7 @@ from mosaic_gym.world import JournalEntry
 MAX_OBSERVATION_CHARS = 200_000
 RESET_OPTIONS = frozenset({"task", "attack"})
 SplitChoice = Literal["train", "heldout", "all"]
+TierChoice = Literal["starter", "standard", "all"]
 
 
 @dataclass
@@ -72,24 +73,28 @@ class ToolEnv(gym.Env[str, str | Action]):
         max_steps: int = 12,
         tasks: list[str] | None = None,
         render_mode: str | None = None,
+        tier: TierChoice = "all",
     ) -> None:
         self.suite = _suite(suite)
         if split not in ("train", "heldout", "all"):
             raise ValueError(f"split must be 'train', 'heldout' or 'all', got {split!r}")
+        if tier not in ("starter", "standard", "all"):
+            raise ValueError(f"tier must be 'starter', 'standard' or 'all', got {tier!r}")
         if max_steps < 1:
             raise ValueError(f"max_steps must be at least 1, got {max_steps}")
         if render_mode not in (None, "ansi"):
             raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
-        templates = self.suite.templates(None if split == "all" else split)
+        templates = self.suite.templates(None if split == "all" else split, None if tier == "all" else tier)
         if tasks is not None:
             by_id = {t.id: t for t in self.suite.templates()}
             for task_id in tasks:
                 _check_task_id(task_id, by_id)
             templates = [by_id[t] for t in tasks]
         if not templates:
-            raise ValueError(f"suite {self.suite.name!r} has no templates in split {split!r}")
+            raise ValueError(f"suite {self.suite.name!r} has no templates in split {split!r} and tier {tier!r}")
         self.templates = templates
         self.split = split
+        self.tier = tier
         self.max_steps = max_steps
         self.render_mode = render_mode
         self.tools = {t.name: t for t in self.suite.tools()}

@@ -37,6 +37,7 @@ class EvalConfig:
     agent: str
     envs: tuple[str, ...] = tuple(ENV_IDS.values())
     split: str = "heldout"
+    tier: str = "all"  # starter, standard or all
     episodes: int = 100
     seed: int = 0
     model: str | None = None
@@ -54,6 +55,8 @@ class EvalConfig:
             raise EvalError("give at least one env")
         if self.split not in ("train", "heldout", "all"):
             raise EvalError(f"split must be train, heldout or all, got {self.split!r}")
+        if self.tier not in ("starter", "standard", "all"):
+            raise EvalError(f"tier must be starter, standard or all, got {self.tier!r}")
         if self.episodes < 1:
             raise EvalError(f"episodes must be at least 1, got {self.episodes}")
         if self.batch_size < 1:
@@ -101,7 +104,7 @@ def run_eval(config: EvalConfig, out: Path, on_episode: Callable[[int, int], Non
         for env_id in config.envs:
             index_of = {seed: index for e, index, seed in todo if e == env_id}
             specs = [EpisodeSpec(seed=seed) for seed in index_of]
-            make_env = _env_factory(env_id, config.split, config.max_steps)
+            make_env = _env_factory(env_id, config.split, config.tier, config.max_steps)
             for trajectory in rollout(agent, make_env, specs, batch_size=config.batch_size):
                 record = to_record(trajectory, env_id, index_of[trajectory.spec.seed], config.split, agent_info)
                 os.write(fd, dumps(record))
@@ -161,7 +164,7 @@ def load_run(out: Path) -> dict[str, Any]:
 def _claim(out: Path, config: EvalConfig) -> None:
     run_file = out / RUN_FILE
     if run_file.exists():
-        previous = json.loads(run_file.read_text())
+        previous = {"tier": "all", **json.loads(run_file.read_text())}  # runs from before tiers played all
         if previous != config.identity():
             changed = sorted(k for k in config.identity() if previous.get(k) != config.identity()[k])
             raise EvalError(
@@ -174,10 +177,10 @@ def _claim(out: Path, config: EvalConfig) -> None:
         _write_atomic(run_file, json.dumps(config.identity(), indent=2))
 
 
-def _env_factory(env_id: str, split: str, max_steps: int | None) -> Callable[[], ToolEnv]:
+def _env_factory(env_id: str, split: str, tier: str, max_steps: int | None) -> Callable[[], ToolEnv]:
     suite = SUITE_OF[env_id]
     budget = {} if max_steps is None else {"max_steps": max_steps}  # none given: the env's own
-    return lambda: ToolEnv(suite, split=split, **budget)  # type: ignore[arg-type]
+    return lambda: ToolEnv(suite, split=split, tier=tier, **budget)  # type: ignore[arg-type]
 
 
 def _path(value: str | None) -> Path | None:

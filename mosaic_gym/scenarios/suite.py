@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mosaic_gym.scenarios.loader import load_folder
-from mosaic_gym.scenarios.template import Split, Template
+from mosaic_gym.scenarios.template import Split, Template, Tier
 from mosaic_gym.tools import REGISTRY, Tool
 from mosaic_gym.world.world import SERVICES
 
@@ -27,9 +27,9 @@ class Suite:
     def tools(self) -> list[Tool]:
         return REGISTRY.for_services(self.services)
 
-    def templates(self, split: Split | None = None) -> list[Template]:
-        """Templates of the suite, optionally only those of one split."""
-        return [t for t in _load(self) if split is None or t.split == split]
+    def templates(self, split: Split | None = None, tier: Tier | None = None) -> list[Template]:
+        """Templates of the suite, optionally only those of one split and one tier."""
+        return [t for t in _load(self) if (split is None or t.split == split) and (tier is None or t.tier == tier)]
 
 
 @functools.cache

@@ -22,6 +22,9 @@ from mosaic_gym.world.files import Sensitivity
 
 Kind = Literal["benign", "harmful", "injection", "privacy"]
 Split = Literal["train", "heldout"]
+# starter: 1-3 tool calls with everything needed in the instruction or one lookup away, so
+# that a small model can finish (or carry out) the task; standard: the full multi-step tasks.
+Tier = Literal["starter", "standard"]
 POOLS = ("person", "company", "domain", "word", "sentence", "city", "iban", "token")
 
 
@@ -161,6 +164,7 @@ class Template(_Strict):
     id: str = Field(pattern=r"^[a-z0-9_]+\.[a-z0-9_]+$")
     kind: Kind
     split: Split = "train"
+    tier: Tier = "standard"
     description: str = ""
     params: dict[str, Param] = Field(default_factory=dict)
     world: WorldSpec = Field(default_factory=WorldSpec)
