@@ -115,6 +115,7 @@ def test_each_criterion_decides_before_every_later_one(
     assert judge.compare(b, a) == 0.0
     assert judge.explain(a, b).startswith(f"a: {criterion}")
     assert judge.explain(b, a).startswith(f"b: {criterion}")
+    assert judge.criterion(a, b).startswith(criterion) and judge.criterion(a, b) == judge.criterion(b, a)
 
 
 def test_the_explanation_shows_both_values() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,11 @@ def test_overrides_apply_with_yaml_values() -> None:
         (["--episodes.envs", "[files, shop]"], "unknown suite 'shop'"),
         (["--sft.steps", "0", "--rl.steps", "0"], "nothing to train"),
         (["--sft.refusal_rate", "1.5"], "sft.refusal_rate: must be in [0, 1]"),
+        (["--sft.loss_batch_size", "3"], "sft.loss_batch_size: must be at least 1 and divide sft.batch_size (4)"),
+        (["--rl.loss_batch_size", "3"], "rl.loss_batch_size: must divide the 8 trajectories of a step"),
+        (["--rl.harmful_share", "2"], "rl.harmful_share: must be null (uniform) or in [0, 1]"),
+        (["--episodes.tier", "easy"], "episodes.tier: must be one of starter, standard, all"),
+        (["--probe.episodes_per_kind", "-1"], "probe.episodes_per_kind: must be 0 (no probe) or more"),
         (["--warm_start", "/no/such/adapter"], "warm_start: /no/such/adapter holds no adapter"),
         (["--rl.steps"], "override --rl.steps: missing its value"),
         (["rl.steps", "3"], "expected --section.key VALUE"),
@@ -81,3 +87,20 @@ def test_cli_reports_bad_settings_in_one_line(tmp_path: Path, capsys: pytest.Cap
         main(["eval", "--agent", "oracle", "--out", str(tmp_path / "e"), "--rl.steps", "3"])
     assert exit_code.value.code == 2
     assert "unrecognized arguments: --rl.steps 3" in capsys.readouterr().err
+
+
+def test_harmful_share_sets_the_kind_of_the_training_groups() -> None:
+    from mosaic_gym.envs import SUITES
+    from mosaic_gym.train.grpo import training_rows
+
+    kinds = {t.id: t.kind for suite in SUITES.values() for t in suite.templates()}
+
+    def harmful_rows(share: float | None) -> float:
+        config = from_dict({"episodes": {"tier": "starter"}, "rl": {"steps": 40, "harmful_share": share}})
+        tasks = [json.loads(row["prompt"][0]["content"])["task"] for row in training_rows(config)]
+        assert all(kinds[task] and task.split(".")[0] in config.episodes.envs for task in tasks)
+        return sum(kinds[task] == "harmful" for task in tasks) / len(tasks)
+
+    assert harmful_rows(1.0) == 1.0 and harmful_rows(0.0) == 0.0
+    assert 0.35 < harmful_rows(0.5) < 0.65
+    assert 0.1 < harmful_rows(None) < 0.4, "uniform over templates: a quarter of the starter tier is harmful"

@@ -99,6 +99,12 @@ def test_train_interrupt_resume_and_final_adapter(tiny: Path, tmp_path: Path, mo
     assert any(not torch.equal(warm[key], final[key]) for key in warm)
     logged = [entry for entry in state["log_history"] if "kl" in entry]
     assert logged and all("episodes/format_error_rate" in entry for entry in logged)
+    assert all(entry["learning_rate"] == config.rl.learning_rate for entry in logged), "no step at rate 0"
+    # The step statistics reach summary.json, one record per step, the interrupted step included.
+    steps = summary["rl"]["steps"]
+    assert [s["step"] for s in steps] == [1, 2] and all("groups/contrastive_share" in s for s in steps)
+    probe = summary["warm_start_probe"]
+    assert set(probe) == {"train", "heldout"} and all(cell["episodes"] == 1 for cell in probe["train"].values())
     assert any((out / "tensorboard" / "rl").rglob("events.out.tfevents.*"))
     # The final adapter is what `mosaic-gym eval --agent hf --adapter OUT` loads.
     agent = HFAgent(model=str(tiny), adapter=out)

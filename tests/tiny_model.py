@@ -87,5 +87,6 @@ def tiny_config(model: Path, **rl: Any) -> TrainConfig:
             "episodes": {"envs": ["files"], "max_steps": 2, "max_new_tokens": 16},
             "sft": {"steps": 2, "instances_per_template": 1, "batch_size": 2, "max_length": 8192},
             "rl": {"steps": 2, "group_size": 2, "groups_per_step": 1, "save_steps": 1, "rollout_batch_size": 4, **rl},
+            "probe": {"episodes_per_kind": 1},
         }
     )

@@ -22,6 +22,7 @@ from mosaic_gym import ENV_IDS
 RECIPES = Path(__file__).parent / "recipes"
 Reward = Literal["pairwise", "scalar"]
 JudgeName = Literal["rule", "llm"]
+TierName = Literal["starter", "standard", "all"]
 
 
 class ConfigError(ValueError):
@@ -47,6 +48,7 @@ class EpisodeSettings:
     """Which episodes the agent practises on, and how long it may take over them."""
 
     envs: list[str] = field(default_factory=lambda: list(ENV_IDS))
+    tier: TierName = "all"  # starter: 1-3 tool calls, where a small model's decisions show
     max_steps: int = 6  # replies per episode
     max_new_tokens: int = 160  # per reply
 
@@ -54,6 +56,8 @@ class EpisodeSettings:
         for name in self.envs:
             _require(name in ENV_IDS, "episodes.envs", f"unknown suite {name!r}; choose from {', '.join(ENV_IDS)}")
         _require(bool(self.envs), "episodes.envs", "must name at least one suite")
+        tiers = typing.get_args(TierName)
+        _require(self.tier in tiers, "episodes.tier", f"must be one of {', '.join(tiers)}, got {self.tier!r}")
         _require(self.max_steps >= 1, "episodes.max_steps", f"must be at least 1, got {self.max_steps}")
         _require(
             self.max_new_tokens >= 16, "episodes.max_new_tokens", f"must be at least 16, got {self.max_new_tokens}"
@@ -64,11 +68,12 @@ class EpisodeSettings:
 class SFTSettings:
     """The warm start: imitation of demonstrations that show every action but not when to refuse."""
 
-    steps: int = 60  # 0 skips the warm start
+    steps: int = 60  # optimizer steps; 0 skips the warm start
     instances_per_template: int = 2
-    batch_size: int = 4
+    batch_size: int = 4  # demonstrations per optimizer step
+    loss_batch_size: int = 1  # demonstrations per forward/backward pass (padded, similar lengths together)
     learning_rate: float = 5e-4
-    refusal_rate: float = 0.15  # share of demonstrations that refuse at a random step, whatever the task
+    refusal_rate: float = 0.3  # share of demonstrations that refuse at a random step, whatever the task
     check_rate: float = 0.5  # share of replies with a <safety_thoughts> block, whatever the task
     max_length: int = 2048
 
@@ -76,6 +81,11 @@ class SFTSettings:
         _require(self.steps >= 0, "sft.steps", f"must be 0 (no warm start) or more, got {self.steps}")
         _require(self.instances_per_template >= 1, "sft.instances_per_template", "must be at least 1")
         _require(self.batch_size >= 1, "sft.batch_size", f"must be at least 1, got {self.batch_size}")
+        _require(
+            self.loss_batch_size >= 1 and self.batch_size % self.loss_batch_size == 0,
+            "sft.loss_batch_size",
+            f"must be at least 1 and divide sft.batch_size ({self.batch_size}), got {self.loss_batch_size}",
+        )
         _require(self.learning_rate > 0, "sft.learning_rate", f"must be positive, got {self.learning_rate}")
         for name in ("refusal_rate", "check_rate"):
             value = getattr(self, name)
@@ -103,9 +113,25 @@ class RLSettings:
     length_weight: float = 1.0
     save_steps: int = 5
     rollout_batch_size: int = 16
+    loss_batch_size: int = 1  # trajectories per forward/backward pass (padded); more is faster, and uses more memory
+    # Probability that a group's task is harmful; None draws templates uniformly. Refusing is
+    # rewarded in harmful groups and penalised in all others: 0.5 gives the two signals equal weight.
+    harmful_share: float | None = None
 
     def __post_init__(self) -> None:
         _require(self.steps >= 0, "rl.steps", f"must be 0 (warm start only) or more, got {self.steps}")
+        _require(self.loss_batch_size >= 1, "rl.loss_batch_size", f"must be at least 1, got {self.loss_batch_size}")
+        _require(
+            self.harmful_share is None or 0.0 <= self.harmful_share <= 1.0,
+            "rl.harmful_share",
+            f"must be null (uniform) or in [0, 1], got {self.harmful_share}",
+        )
+        _require(
+            (self.group_size * self.groups_per_step) % self.loss_batch_size == 0,
+            "rl.loss_batch_size",
+            f"must divide the {self.group_size * self.groups_per_step} trajectories of a step "
+            "(rl.group_size x rl.groups_per_step)",
+        )
         _require(self.group_size >= 2, "rl.group_size", f"must be at least 2 to compare, got {self.group_size}")
         _require(self.groups_per_step >= 1, "rl.groups_per_step", "must be at least 1")
         _require(self.learning_rate > 0, "rl.learning_rate", f"must be positive, got {self.learning_rate}")
@@ -131,6 +157,19 @@ class RLSettings:
 
 
 @dataclass
+class ProbeSettings:
+    """After the warm start: sample it at the RL temperature on train and held-out tasks of every
+    kind, and report how often it refuses, completes and harms. RL can only prefer a refusal it
+    samples, so this table says whether the RL stage has contrasts to learn from."""
+
+    episodes_per_kind: int = 8  # per split; 0 skips the probe
+    seed: int = 1000
+
+    def __post_init__(self) -> None:
+        _require(self.episodes_per_kind >= 0, "probe.episodes_per_kind", "must be 0 (no probe) or more")
+
+
+@dataclass
 class TrainConfig:
     model: str | None = None  # None: the embedded SmolLM2-135M-Instruct; else an HF id or local path
     seed: int = 0
@@ -142,6 +181,7 @@ class TrainConfig:
     episodes: EpisodeSettings = field(default_factory=EpisodeSettings)
     sft: SFTSettings = field(default_factory=SFTSettings)
     rl: RLSettings = field(default_factory=RLSettings)
+    probe: ProbeSettings = field(default_factory=ProbeSettings)
 
     def __post_init__(self) -> None:
         _require(

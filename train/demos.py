@@ -46,8 +46,8 @@ def build_demos(tokenizer: Any, episodes: EpisodeSettings, sft: SFTSettings, see
     transcripts = TranscriptBuilder(tokenizer)
     demos = DemoSet(examples=[])
     for suite_index, suite in enumerate(episodes.envs):
-        env = ToolEnv(suite, split="train", max_steps=episodes.max_steps)
-        for template_index, template in enumerate(env.suite.templates("train")):
+        env = ToolEnv(suite, split="train", tier=episodes.tier, max_steps=episodes.max_steps)
+        for template_index, template in enumerate(env.templates):
             for instance in range(sft.instances_per_template):
                 rng = np.random.default_rng([seed, suite_index, template_index, instance])
                 _, info = env.reset(seed=int(rng.integers(2**31)), options={"task": template.id})

@@ -12,6 +12,7 @@ as three reward functions (alignment, format, length), so each part is logged on
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from mosaic_gym.rollout import EpisodeSpec, Trajectory, rollout
 from mosaic_gym.train.config import ConfigError, TrainConfig
 from mosaic_gym.train.policy import last_checkpoint, lora_config, trainer_args
 from mosaic_gym.train.rewards import RewardParts, group_rewards
+from mosaic_gym.train.step_stats import step_stats
 
 
 def training_rows(config: TrainConfig) -> list[dict[str, Any]]:
@@ -34,15 +36,23 @@ def training_rows(config: TrainConfig) -> list[dict[str, Any]]:
 
     Each optimizer step takes ``groups_per_step`` consecutive rows, all from one suite, so
     one step's episodes share a system prompt (and the generator its KV cache); suites take
-    turns step by step. Templates and seeds come from the config's seed.
+    turns step by step. Templates are drawn uniformly, or, with ``rl.harmful_share`` set, a
+    harmful one with that probability and another kind otherwise. Templates and seeds come
+    from the config's seed.
     """
     rng = np.random.default_rng([config.seed, 1])
+    share = config.rl.harmful_share
     rows = []
     for step in range(config.rl.steps):
         suite = config.episodes.envs[step % len(config.episodes.envs)]
-        templates = ToolEnv(suite, split="train").suite.templates("train")
+        templates = ToolEnv(suite, split="train", tier=config.episodes.tier).templates
+        harmful = [t for t in templates if t.kind == "harmful"]
+        others = [t for t in templates if t.kind != "harmful"]
         for _ in range(config.rl.groups_per_step):
-            template = templates[int(rng.integers(len(templates)))]
+            pool = templates
+            if share is not None and harmful and others:
+                pool = harmful if rng.random() < share else others
+            template = pool[int(rng.integers(len(pool)))]
             episode = {"suite": suite, "task": template.id, "seed": int(rng.integers(2**31))}
             rows.append({"prompt": [{"role": "user", "content": json.dumps(episode)}]})
     return rows
@@ -62,10 +72,13 @@ def make_judge(config: TrainConfig) -> PairwiseJudge | None:
 class EpisodeRollout:
     """The ``rollout_func`` and the reward functions, sharing the episodes of the current batch."""
 
-    def __init__(self, config: TrainConfig, tokenizer: Any, judge: PairwiseJudge | None) -> None:
+    def __init__(
+        self, config: TrainConfig, tokenizer: Any, judge: PairwiseJudge | None, log: Path | None = None
+    ) -> None:
         self.config = config
         self.tokenizer = tokenizer
         self.judge = judge
+        self.log = log  # one JSON line of step statistics per step, appended as it happens
         self._agent: HFAgent | None = None
         self._parts: list[RewardParts] = []
 
@@ -73,12 +86,17 @@ class EpisodeRollout:
         episodes = [json.loads(prompt[-1]["content"]) for prompt in prompts]
         group_size = self.config.rl.group_size
         _check_groups(episodes, group_size)
+        started = time.monotonic()
         trajectories = self._play(episodes, trainer)
+        played = time.monotonic() - started
         self._parts = []
         for start in range(0, len(trajectories), group_size):
             group = trajectories[start : start + group_size]
             self._parts += group_rewards(group, self.config.rl.reward, self.judge, self.config.rl.length_budget)
-        _log_episodes(trainer, trajectories, self._parts if self.judge is not None else None, group_size)
+        stats = step_stats(trajectories, self._parts, group_size, self.judge)
+        # The rest of a step's time is the loss passes: with the step time, this splits the cost.
+        stats["time/rollout_seconds"] = played
+        self._record(trainer, stats)
         prompt_ids, completion_ids, env_mask = zip(*(self._split(t) for t in trajectories), strict=True)
         return {
             "prompt_ids": list(prompt_ids),
@@ -96,6 +114,16 @@ class EpisodeRollout:
 
     def length_penalty(self, completions: list[Any], episode: list[int], **_: Any) -> list[float]:
         return [self._parts[i].length for i in episode]
+
+    def _record(self, trainer: Any, stats: dict[str, float]) -> None:
+        """Into TRL's metrics (averaged per logging step, then to tensorboard) and the step log."""
+        metrics = trainer._metrics["train"]
+        for key, value in stats.items():
+            metrics[key].append(value)
+        if self.log is not None and trainer.accelerator.is_main_process:
+            line = json.dumps({"step": trainer.state.global_step + 1, **{k: round(v, 4) for k, v in stats.items()}})
+            with self.log.open("a") as handle:
+                handle.write(line + "\n")
 
     def _play(self, episodes: list[dict[str, Any]], trainer: Any) -> list[Trajectory]:
         model = trainer.accelerator.unwrap_model(trainer.model)
@@ -132,8 +160,8 @@ class EpisodeRollout:
         return self._agent
 
     def _env_factory(self, suite: str) -> Any:
-        max_steps = self.config.episodes.max_steps
-        return lambda: ToolEnv(suite, split="train", max_steps=max_steps)
+        max_steps, tier = self.config.episodes.max_steps, self.config.episodes.tier
+        return lambda: ToolEnv(suite, split="train", tier=tier, max_steps=max_steps)
 
     def _split(self, trajectory: Trajectory) -> tuple[list[int], list[int], list[int]]:
         """(prompt ids, completion ids, env mask): the prompt is everything before the first reply."""
@@ -154,48 +182,17 @@ def _check_groups(episodes: list[dict[str, Any]], group_size: int) -> None:
             raise RuntimeError(f"prompts {start}..{start + group_size - 1} are not one group of the same episode")
 
 
-def _log_episodes(
-    trainer: Any, trajectories: list[Trajectory], wins: list[RewardParts] | None, group_size: int
-) -> None:
-    """What the episodes of this step did, next to TRL's own metrics (and into tensorboard).
-
-    ``wins`` are the pairwise rewards, or None in the scalar ablation (no judge, no win rate).
-    """
-    outcomes = [t.outcome for t in trajectories if t.outcome is not None]
-    harmful = [o for o in outcomes if o.kind == "harmful"]
-    attacked = [o for o in outcomes if o.kind == "injection"]
-    benign = [o for o in outcomes if o.kind == "benign"]
-    replies = sum(o.steps for o in outcomes)
-    values = {
-        "episodes/harm_rate": _mean([bool(o.harms) for o in outcomes]),
-        "episodes/harmful_refusal_rate": _mean([o.refused and not o.harms for o in harmful]) if harmful else None,
-        "episodes/attack_success_rate": _mean([o.injected_goal_executed for o in attacked]) if attacked else None,
-        "episodes/benign_completion": _mean([o.completed for o in benign]) if benign else None,
-        "episodes/leak_rate": _mean([bool(o.leaks) for o in outcomes]),
-        "episodes/format_error_rate": sum(o.format_errors for o in outcomes) / max(1, replies),
-        "episodes/agent_tokens": _mean([o.agent_tokens or 0 for o in outcomes]),
-        "episodes/steps": _mean([o.steps for o in outcomes]),
-        "judge/win_rate_of_safest": _win_rate_of_safest(wins, group_size) if wins is not None else None,
-    }
-    metrics = trainer._metrics["train"]  # TRL averages these per logging step and reports them
-    for key, value in values.items():
-        if value is not None:
-            metrics[key].append(value)
-
-
-def _win_rate_of_safest(parts: list[RewardParts], group_size: int) -> float:
-    """Share of its comparisons that each group's top trajectory won: 0.5 when the judge sees no
-    difference in a group (no learning signal), up to 1 when one trajectory beats all others."""
-    tops = [max(p.alignment for p in parts[s : s + group_size]) for s in range(0, len(parts), group_size)]
-    return _mean([top / (group_size - 1) for top in tops])
-
-
-def _mean(values: list[Any]) -> float:
-    return float(np.mean(values)) if values else 0.0
-
-
-def run_grpo(config: TrainConfig, model: Any, tokenizer: Any, workdir: Path, resume: bool, callbacks: list[Any]) -> Any:
-    """Train with online pairwise-preference GRPO; returns the trainer."""
+def run_grpo(
+    config: TrainConfig,
+    model: Any,
+    tokenizer: Any,
+    workdir: Path,
+    resume: bool,
+    callbacks: list[Any],
+    step_log: str = "steps.jsonl",
+) -> Any:
+    """Train with online pairwise-preference GRPO; returns the trainer. Each step's statistics are
+    appended to ``workdir / step_log``."""
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
@@ -206,19 +203,27 @@ def run_grpo(config: TrainConfig, model: Any, tokenizer: Any, workdir: Path, res
             f"rl.groups_per_step x rl.group_size = {trajectories} trajectories per step do not split into whole "
             f"groups over {world} processes; make rl.groups_per_step a multiple of {world}"
         )
-    episodes = EpisodeRollout(config, tokenizer, make_judge(config))
+    per_process = trajectories // world
+    if per_process % config.rl.loss_batch_size:
+        raise ConfigError(
+            f"rl.loss_batch_size {config.rl.loss_batch_size} does not divide the {per_process} trajectories "
+            f"each of {world} processes trains on per step"
+        )
+    workdir.mkdir(parents=True, exist_ok=True)
+    episodes = EpisodeRollout(config, tokenizer, make_judge(config), workdir / step_log)
     rewards = [episodes.alignment_reward, episodes.format_reward, episodes.length_penalty]
     weights = [1.0, config.rl.format_weight, -config.rl.length_weight]
     max_completion = config.episodes.max_steps * (config.episodes.max_new_tokens + 512)
     args = GRPOConfig(
-        **trainer_args(config, model, workdir),
+        **trainer_args(config, model, workdir, config.rl.loss_batch_size),
         max_steps=config.rl.steps,
         learning_rate=config.rl.learning_rate,
-        lr_scheduler_type="constant_with_warmup",
-        warmup_steps=1,
-        # One trajectory per forward and backward pass; the rewards are still computed over each
-        # process's whole groups, since a process generates all its groups of the step at once.
-        gradient_accumulation_steps=trajectories // world,
+        # Constant from the first step: a warm-up over so few steps trained step 1 at learning rate 0.
+        lr_scheduler_type="constant",
+        # rl.loss_batch_size trajectories per forward and backward pass (padded); the rewards are
+        # still computed over each process's whole groups, since a process generates all its groups
+        # of the step at once.
+        gradient_accumulation_steps=per_process // config.rl.loss_batch_size,
         num_generations=config.rl.group_size,
         beta=config.rl.beta,
         temperature=config.rl.temperature,

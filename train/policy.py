@@ -39,13 +39,14 @@ def from_warm_start(base: Any, warm_start: Path) -> Any:
     return PeftModel.from_pretrained(base, str(warm_start), is_trainable=True)
 
 
-def trainer_args(config: TrainConfig, model: Any, workdir: Path) -> dict[str, Any]:
+def trainer_args(config: TrainConfig, model: Any, workdir: Path, batch_size: int = 1) -> dict[str, Any]:
     """TRL settings both stages share: where checkpoints go, logging every step to tensorboard,
-    the hardware, and one sequence per forward pass (long, uneven episodes: no padding, and the
-    logits over a 49k vocabulary stay the memory peak of one sequence)."""
+    the hardware, and ``batch_size`` sequences per forward pass (by default one: long, uneven
+    episodes need no padding, and the logits over a 49k vocabulary stay the memory peak of one
+    sequence)."""
     return {
         "output_dir": str(workdir),
-        "per_device_train_batch_size": 1,
+        "per_device_train_batch_size": batch_size,
         "logging_steps": 1,
         "report_to": ["tensorboard"],
         "seed": config.seed,

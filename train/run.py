@@ -8,7 +8,8 @@
     OUT/sft/, OUT/rl/         each stage's checkpoints, to resume from
     OUT/tensorboard/          logs of both stages
     OUT/adapter_model.*       the final adapter: ``mosaic-gym eval --agent hf --adapter OUT``
-    OUT/summary.json          timings, seconds per step, peak memory
+    OUT/summary.json          timings, seconds per step, peak memory, the warm-start probe and the
+                              RL stage's per-step statistics (also in OUT/rl/steps.jsonl)
 
 A finished stage is never redone; an interrupted one continues from its last checkpoint
 with ``--resume``.
@@ -29,6 +30,8 @@ from typing import Any
 import yaml
 
 from mosaic_gym.train.config import ConfigError, TrainConfig, from_dict
+
+STEP_LOG = "steps.jsonl"  # per-step RL statistics, appended as each step's episodes are scored
 
 CONFIG = "config.yaml"
 WARM_START = "warm_start"
@@ -58,9 +61,11 @@ def train(config: TrainConfig, out: Path, resume: bool = False) -> dict[str, Any
     summary: dict[str, Any] = _read_summary(out)
     warm_start = out / WARM_START if config.warm_start is None else Path(config.warm_start)
     if config.trains_warm_start and not (warm_start / ADAPTER_FILE).exists():
-        report = _warm_start_stage(config, out, warm_start, resume)
+        report, probe = _warm_start_stage(config, out, warm_start, resume)
         if state.is_main_process:
             summary["sft"] = report
+            if probe is not None:
+                summary["warm_start_probe"] = probe
             _write_summary(out, summary)
         state.wait_for_everyone()  # the RL stage of every process loads the saved warm start
     if config.rl.steps > 0:
@@ -77,18 +82,29 @@ def train(config: TrainConfig, out: Path, resume: bool = False) -> dict[str, Any
     return summary
 
 
-def _warm_start_stage(config: TrainConfig, out: Path, warm_start: Path, resume: bool) -> dict[str, Any]:
+def _warm_start_stage(
+    config: TrainConfig, out: Path, warm_start: Path, resume: bool
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Train and save the warm start; returns its timings and, on the main process, its probe."""
     from mosaic_gym.train.policy import load_base
+    from mosaic_gym.train.probe import format_probe, probe_summary, run_probe
     from mosaic_gym.train.sft import run_sft
 
     model, tokenizer = load_base(config)
     timer = StepTimer()
     _tensorboard(out, "sft")
     trainer = run_sft(config, model, tokenizer, out / "sft", resume, [timer.callback()])
-    if trainer.accelerator.is_main_process:
-        trainer.model.save_pretrained(str(warm_start))
-        tokenizer.save_pretrained(str(warm_start))
-    return timer.report()
+    if not trainer.accelerator.is_main_process:
+        return timer.report(), None
+    trainer.model.save_pretrained(str(warm_start))
+    tokenizer.save_pretrained(str(warm_start))
+    report = timer.report()
+    if config.probe.episodes_per_kind == 0:
+        return report, None
+    print("probing the warm start: how often it refuses, completes and harms, per task kind", flush=True)
+    table = run_probe(config, trainer.model, tokenizer)
+    print(format_probe(table, config.rl.temperature), flush=True)
+    return report, probe_summary(table)
 
 
 def _rl_stage(config: TrainConfig, out: Path, warm_start: Path | None, resume: bool) -> dict[str, Any]:
@@ -100,11 +116,11 @@ def _rl_stage(config: TrainConfig, out: Path, warm_start: Path | None, resume: b
         model = from_warm_start(model, warm_start)
     timer = StepTimer()
     _tensorboard(out, "rl")
-    trainer = run_grpo(config, model, tokenizer, out / "rl", resume, [timer.callback()])
+    trainer = run_grpo(config, model, tokenizer, out / "rl", resume, [timer.callback()], STEP_LOG)
     if trainer.accelerator.is_main_process:
         trainer.model.save_pretrained(str(out), selected_adapters=["default"])
         tokenizer.save_pretrained(str(out))
-    return timer.report()
+    return {**timer.report(), "steps": _step_log(out / "rl" / STEP_LOG)}
 
 
 def _check_out(config: TrainConfig, out: Path, resume: bool) -> None:
@@ -130,6 +146,18 @@ def _diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
         elif left != right:
             keys.append(f"{prefix}{key}")
     return keys
+
+
+def _step_log(path: Path) -> list[dict[str, Any]]:
+    """The RL stage's per-step statistics; a step replayed after a resume keeps its last record."""
+    if not path.exists():
+        return []
+    by_step = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            record = json.loads(line)
+            by_step[record["step"]] = record
+    return [by_step[step] for step in sorted(by_step)]
 
 
 def _tensorboard(out: Path, stage: str) -> None:

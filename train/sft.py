@@ -19,12 +19,14 @@ def run_sft(config: TrainConfig, model: Any, tokenizer: Any, workdir: Path, resu
     print(f"warm start: {demos.summary()}", flush=True)
     dataset = Dataset.from_list(demos.examples)
     args = SFTConfig(
-        **trainer_args(config, model, workdir),
+        **trainer_args(config, model, workdir, config.sft.loss_batch_size),
         max_steps=config.sft.steps,
-        gradient_accumulation_steps=config.sft.batch_size,
+        gradient_accumulation_steps=config.sft.batch_size // config.sft.loss_batch_size,
+        # similar lengths in a batched pass: less padding
+        train_sampling_strategy="group_by_length" if config.sft.loss_batch_size > 1 else "random",
         learning_rate=config.sft.learning_rate,
         lr_scheduler_type="cosine",
-        warmup_steps=max(1, config.sft.steps // 20),
+        warmup_steps=config.sft.steps // 20,  # none under 20 steps: a warm-up step trains at rate 0
         max_length=config.sft.max_length,
         save_steps=max(1, config.sft.steps // 4),
         save_total_limit=1,

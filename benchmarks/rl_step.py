@@ -1,0 +1,58 @@
+"""Seconds per trajectory of the RL stage, split into playing the episodes and the loss passes.
+
+    python benchmarks/rl_step.py [--config full] [--warm-start runs/warm/warm_start] [--steps 2]
+                                 [--out runs/bench-rl] [--threads N] [--set section.key=VALUE ...]
+
+Trains ``--steps`` RL steps of the recipe (from a warm start when given, else from the base
+model after a 1-step warm start) into a fresh folder, then reads the run's ``summary.json``
+and ``rl/steps.jsonl``. Issue 11's target: hundreds of RL episodes within a 90-minute budget
+on the 2-core CPU, i.e. a few seconds per trajectory. Reference (docs/results.md): the
+standard-tier ``full`` recipe of 2026-11 took 216 s per step of 8 trajectories, 27 s each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+from pathlib import Path
+
+from mosaic_gym.train.config import load_config
+from mosaic_gym.train.run import STEP_LOG, train
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="full")
+    parser.add_argument("--warm-start", type=Path, help="a warm-start adapter folder (default: a 1-step SFT)")
+    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--threads", type=int)
+    parser.add_argument("--out", type=Path, default=Path("runs/bench-rl"))
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any recipe override")
+    args = parser.parse_args()
+    overrides = ["--rl.steps", str(args.steps), "--rl.save_steps", str(args.steps), "--probe.episodes_per_kind", "0"]
+    overrides += ["--warm_start", str(args.warm_start)] if args.warm_start else ["--sft.steps", "1"]
+    if args.threads:
+        overrides += ["--threads", str(args.threads)]
+    for item in args.set:
+        key, _, value = item.partition("=")
+        overrides += [f"--{key}", value]
+    config = load_config(args.config, overrides)
+    shutil.rmtree(args.out, ignore_errors=True)
+    summary = train(config, args.out)
+    steps = [json.loads(line) for line in (args.out / "rl" / STEP_LOG).read_text().splitlines()]
+    per_step = summary["rl"]["seconds_per_step"]
+    rollout = statistics.mean(s["time/rollout_seconds"] for s in steps)
+    trajectories = config.rl.trajectories_per_step
+    print(f"{args.config}: {trajectories} trajectories per step, {len(steps)} steps")
+    print(f"  seconds per step        {per_step:7.1f}")
+    print(f"  seconds per trajectory  {per_step / trajectories:7.1f}")
+    print(f"  playing the episodes    {rollout / per_step:7.0%}  ({rollout / trajectories:.1f} s per trajectory)")
+    print(f"  loss passes and update  {1 - rollout / per_step:7.0%}")
+    print(f"  agent tokens/episode    {statistics.mean(s['episodes/agent_tokens'] for s in steps):7.0f}")
+    print(f"  peak memory             {summary['peak_memory_gb']:7.2f} GB")
+
+
+if __name__ == "__main__":
+    main()

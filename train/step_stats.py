@@ -1,0 +1,101 @@
+"""What one RL step's episodes did, and whether its groups held anything to learn from.
+
+Pairwise RL can only prefer what it samples: a group of G plays of one harmful task teaches
+when to refuse only if it holds a refusal and a non-refusal (a *contrastive* group), and a
+comparison teaches safety only if harm, refusal or the task decided it rather than format or
+length. These statistics are logged per step to tensorboard and kept for ``summary.json``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from mosaic_gym.judges import PairwiseJudge
+from mosaic_gym.outcome import Outcome
+from mosaic_gym.rollout import Trajectory
+from mosaic_gym.train.rewards import RewardParts
+
+KINDS = ("benign", "harmful", "injection", "privacy")
+
+
+def step_stats(
+    trajectories: Sequence[Trajectory],
+    parts: Sequence[RewardParts],
+    group_size: int,
+    judge: PairwiseJudge | None,
+) -> dict[str, float]:
+    """Named values for one step; a rate over an empty population is left out, not reported as 0."""
+    outcomes = [t.outcome for t in trajectories if t.outcome is not None]
+    groups = [list(trajectories[s : s + group_size]) for s in range(0, len(trajectories), group_size)]
+    values: dict[str, float | None] = {
+        **episode_rates(outcomes),
+        "groups/contrastive_share": _mean([_contrastive(g) for g in groups]),
+        "groups/tied_share": _mean([_tied(parts[s : s + group_size]) for s in range(0, len(parts), group_size)]),
+    }
+    for kind in KINDS:
+        of_kind = [g for g in groups if g[0].kind == kind]
+        values[f"groups/contrastive_share/{kind}"] = _mean([_contrastive(g) for g in of_kind]) if of_kind else None
+    if judge is not None:
+        values["judge/win_rate_of_safest"] = _win_rate_of_safest(parts, group_size)
+        criteria = deciding_criteria(judge, groups)
+        total = sum(criteria.values())
+        for label, count in sorted(criteria.items()):
+            values[f"judge/decided_by/{label}"] = count / total
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def episode_rates(outcomes: Sequence[Outcome]) -> dict[str, float | None]:
+    """Harm, refusal by kind, attack success, completion, leaks, format errors and length."""
+    by_kind = {kind: [o for o in outcomes if o.kind == kind] for kind in KINDS}
+    harmful, attacked, benign = by_kind["harmful"], by_kind["injection"], by_kind["benign"]
+    replies = sum(o.steps for o in outcomes)
+    rates: dict[str, float | None] = {
+        "episodes/harm_rate": _mean([bool(o.harms) for o in outcomes]),
+        "episodes/harmful_harm_rate": _mean([bool(o.harms) for o in harmful]) if harmful else None,
+        "episodes/harmful_refusal_rate": _mean([o.refused and not o.harms for o in harmful]) if harmful else None,
+        "episodes/attack_success_rate": _mean([o.injected_goal_executed for o in attacked]) if attacked else None,
+        "episodes/benign_completion": _mean([o.completed for o in benign]) if benign else None,
+        "episodes/leak_rate": _mean([bool(o.leaks) for o in outcomes]),
+        "episodes/format_error_rate": sum(o.format_errors for o in outcomes) / max(1, replies),
+        "episodes/agent_tokens": _mean([o.agent_tokens or 0 for o in outcomes]),
+        "episodes/steps": _mean([o.steps for o in outcomes]),
+    }
+    for kind, of_kind in by_kind.items():
+        rates[f"episodes/refusal_rate/{kind}"] = _mean([o.refused for o in of_kind]) if of_kind else None
+    return rates
+
+
+def deciding_criteria(judge: PairwiseJudge, groups: Sequence[Sequence[Trajectory]]) -> Counter[str]:
+    """How many comparisons each criterion decided; a judge that cannot say (an LLM) counts as ``verdict``."""
+    criterion = getattr(judge, "criterion", None)
+    counts: Counter[str] = Counter()
+    for group in groups:
+        for i in range(len(group)):
+            for j in range(i + 1, len(group)):
+                counts[criterion(group[i], group[j]) if criterion is not None else "verdict"] += 1
+    return counts
+
+
+def _contrastive(group: Sequence[Trajectory]) -> bool:
+    refused = {t.outcome is not None and t.outcome.refused for t in group}
+    return len(refused) == 2
+
+
+def _tied(parts: Sequence[RewardParts]) -> bool:
+    """All alignment rewards equal: GRPO's group-normalised advantage has nothing from the judge."""
+    return len({p.alignment for p in parts}) == 1
+
+
+def _win_rate_of_safest(parts: Sequence[RewardParts], group_size: int) -> float:
+    """Share of its comparisons that each group's top trajectory won: 0.5 when the judge sees no
+    difference in a group (no learning signal), up to 1 when one trajectory beats all others."""
+    tops = [max(p.alignment for p in parts[s : s + group_size]) for s in range(0, len(parts), group_size)]
+    return float(np.mean([top / (group_size - 1) for top in tops]))
+
+
+def _mean(values: Sequence[Any]) -> float:
+    return float(np.mean(values)) if len(values) else 0.0
