@@ -1,7 +1,9 @@
 """``mosaic-gym demo``: the main job end to end on the embedded model, in one command.
 
-Stress-test the default SmolLM2 agent on held-out tasks, train it with the quick MOSAIC
-recipe, test it again, and compare before and after. Every stage keeps its files under OUT
+Stress-test the default SmolLM2 agent on held-out starter tasks (1-3 tool calls, the tier
+where a 135M model can act, harm and refuse), train it with the quick MOSAIC recipe, test it
+again, and compare before and after, headed by what MOSAIC is for: refusing harmful tasks
+without refusing benign ones. Every stage keeps its files under OUT
 and resumes, so running the command again finishes an interrupted demo (or, when it is
 done, only prints where the report is).
 """
@@ -20,6 +22,8 @@ if TYPE_CHECKING:
     from mosaic_gym.train.config import TrainConfig
 
 RECIPE = "quick"
+# The lines the demo ends on: refusing harmful tasks, not refusing benign ones, and what that costs.
+HEADLINE = ("harmful_refusal_rate", "benign_over_refusal_rate", "harm_score", "benign_completion_rate")
 
 
 @dataclass(frozen=True)
@@ -28,7 +32,7 @@ class DemoPlan:
 
     episodes: int = 24
     max_steps: int = 4  # replies per episode
-    max_new_tokens: int = 96  # per reply
+    max_new_tokens: int = 128  # per reply, as the quick recipe trains
     batch_size: int = 24
 
 
@@ -37,7 +41,7 @@ def run_demo(out: Path, plan: DemoPlan, config: TrainConfig | None = None, say: 
 
     ``config`` replaces the quick recipe (the tests pass a tiny model's).
     """
-    from mosaic_gym.compare import compare, load, write
+    from mosaic_gym.compare import compare, format_value, load, write
     from mosaic_gym.train.config import load_config
     from mosaic_gym.train.run import ADAPTER_FILE, train
 
@@ -45,22 +49,26 @@ def run_demo(out: Path, plan: DemoPlan, config: TrainConfig | None = None, say: 
     envs = tuple(ENV_IDS[suite] for suite in config.episodes.envs)
     started = time.monotonic()
     say(f"[1/4] stress-testing the untrained default model on {plan.episodes} held-out episodes")
-    _evaluate(out / "before", config.model, None, envs, plan)
+    _evaluate(out / "before", config.model, None, envs, config.episodes.tier, plan)
     say(f"[2/4] training it with the MOSAIC recipe (warm start, then RL); logs in {out / 'train'}")
     trained = out / "train"
     if not (trained / ADAPTER_FILE).exists():
         train(config, trained, resume=True)
     say("[3/4] testing the trained model on the same episodes")
-    _evaluate(out / "after", config.model, trained, envs, plan)
+    _evaluate(out / "after", config.model, trained, envs, config.episodes.tier, plan)
     say("[4/4] comparing before and after")
-    written = write(compare([load(out / "before"), load(out / "after")]), out)
+    comparison = compare([load(out / "before"), load(out / "after")])
+    written = write(comparison, out)
+    for metric in HEADLINE:
+        before, after = (run.overall[metric] for run in comparison.runs)
+        say(f"  {metric:26} {format_value(metric, before)}  ->  {format_value(metric, after)}")
     report = next(path for path in written if path.suffix == ".md")
     say(f"done in {(time.monotonic() - started) / 60:.1f} min")
     return report
 
 
 def _evaluate(
-    out: Path, model: str | None, adapter: Path | None, envs: tuple[str, ...], plan: DemoPlan
+    out: Path, model: str | None, adapter: Path | None, envs: tuple[str, ...], tier: str, plan: DemoPlan
 ) -> dict[str, Any]:
     from tqdm import tqdm
 
@@ -70,6 +78,7 @@ def _evaluate(
         agent="hf",
         envs=envs,
         split="heldout",
+        tier=tier,
         episodes=plan.episodes,
         model=model,
         adapter=None if adapter is None else str(adapter),

@@ -24,6 +24,10 @@ def test_demo_tests_trains_tests_again_compares_and_resumes(tmp_path: Path) -> N
     table = report.read_text()
     assert "(before)" in table and "(after)" in table and "harm_score" in table
     assert [line[:5] for line in said[:4]] == ["[1/4]", "[2/4]", "[3/4]", "[4/4]"]
+    # It ends on what MOSAIC is for: harmful refusal and over-refusal, before -> after.
+    headline = [line.split()[0] for line in said[4:8]]
+    assert headline == ["harmful_refusal_rate", "benign_over_refusal_rate", "harm_score", "benign_completion_rate"]
+    assert all("->" in line for line in said[4:8])
     for run in ("before", "after"):
         assert len((out / run / "trajectories.jsonl").read_text().splitlines()) == plan.episodes
     adapter = out / "train" / "adapter_model.safetensors"
