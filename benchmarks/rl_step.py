@@ -13,13 +13,12 @@ standard-tier ``full`` recipe of 2026-11 took 216 s per step of 8 trajectories, 
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
 from pathlib import Path
 
 from mosaic_gym.train.config import load_config
-from mosaic_gym.train.run import STEP_LOG, train
+from mosaic_gym.train.run import STEP_LOG, read_step_log, train
 
 
 def main() -> None:
@@ -41,7 +40,7 @@ def main() -> None:
     config = load_config(args.config, overrides)
     shutil.rmtree(args.out, ignore_errors=True)
     summary = train(config, args.out)
-    steps = [json.loads(line) for line in (args.out / "rl" / STEP_LOG).read_text().splitlines()]
+    steps = read_step_log(args.out / "rl" / STEP_LOG)
     per_step = summary["rl"]["seconds_per_step"]
     rollout = statistics.mean(s["time/rollout_seconds"] for s in steps)
     trajectories = config.rl.trajectories_per_step

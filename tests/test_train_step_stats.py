@@ -7,6 +7,9 @@ and length decided its rewards.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from mosaic_gym import ToolEnv
@@ -14,6 +17,8 @@ from mosaic_gym.agents.scripted import NaiveAgent, OracleAgent, RefuseAgent
 from mosaic_gym.judges import RuleJudge
 from mosaic_gym.rollout import EpisodeSpec, Trajectory, rollout
 from mosaic_gym.train.config import from_dict
+from mosaic_gym.train.curves import main as curves_main
+from mosaic_gym.train.curves import moving_average, read_steps
 from mosaic_gym.train.probe import ProbeCell, format_probe, probe_plan, probe_summary
 from mosaic_gym.train.rewards import group_rewards
 from mosaic_gym.train.step_stats import step_stats
@@ -91,3 +96,25 @@ def test_the_probe_table_flags_kinds_outside_the_refusal_band() -> None:
         "injected_rate": 0.0,
         "leaked_rate": 0.0,
     }
+
+
+def test_refusal_curves_plot_each_run_and_name_a_missing_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("matplotlib")
+    for name, rate in (("mosaic", 0.6), ("scalar", 0.2)):
+        steps = tmp_path / name / "rl"
+        steps.mkdir(parents=True)
+        records = [
+            {"step": s, "episodes/refusal_rate/harmful": rate, "episodes/refusal_rate/benign": 0.1} for s in (1, 2)
+        ]
+        records.append({"step": 2, "episodes/refusal_rate/harmful": rate / 2})  # a step replayed after a resume
+        (steps / "steps.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert read_steps(tmp_path / "mosaic")[-1] == {"step": 2, "episodes/refusal_rate/harmful": 0.3}
+    assert moving_average([(1, 1.0), (2, 0.0), (3, 0.5)], 2) == [(1, 1.0), (2, 0.5), (3, 0.25)]
+
+    png = tmp_path / "curves.png"
+    assert curves_main([str(tmp_path / "mosaic"), str(tmp_path / "scalar"), "--out", str(png)]) == 0
+    assert png.read_bytes().startswith(b"\x89PNG")
+    assert curves_main([str(tmp_path / "nowhere"), "--out", str(png)]) == 2
+    assert "nowhere: no rl/steps.jsonl" in capsys.readouterr().err

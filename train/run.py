@@ -120,7 +120,7 @@ def _rl_stage(config: TrainConfig, out: Path, warm_start: Path | None, resume: b
     if trainer.accelerator.is_main_process:
         trainer.model.save_pretrained(str(out), selected_adapters=["default"])
         tokenizer.save_pretrained(str(out))
-    return {**timer.report(), "steps": _step_log(out / "rl" / STEP_LOG)}
+    return {**timer.report(), "steps": read_step_log(out / "rl" / STEP_LOG)}
 
 
 def _check_out(config: TrainConfig, out: Path, resume: bool) -> None:
@@ -148,8 +148,9 @@ def _diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
     return keys
 
 
-def _step_log(path: Path) -> list[dict[str, Any]]:
-    """The RL stage's per-step statistics; a step replayed after a resume keeps its last record."""
+def read_step_log(path: Path) -> list[dict[str, Any]]:
+    """The RL stage's per-step statistics in step order; a step replayed after a resume keeps
+    its last record."""
     if not path.exists():
         return []
     by_step = {}
