@@ -10,6 +10,7 @@ drop out of the batch (and out of the KV cache) as they finish.
 
 from __future__ import annotations
 
+import inspect
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -54,6 +55,7 @@ class BatchGenerator:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(self.eos_ids))
         self._prefix: tuple[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] | None = None
         self.model_seconds = 0.0  # time spent in forward passes, for the throughput benchmark
+        self._cache_argument = _cache_argument(model)
 
     @torch.inference_mode()
     def generate(self, prompts: list[list[int]], seeds: list[int]) -> list[Generation]:
@@ -116,7 +118,7 @@ class BatchGenerator:
             input_ids=input_ids.to(self.device),
             attention_mask=mask.to(self.device),
             position_ids=positions.to(self.device),
-            past_key_values=cache,
+            **{self._cache_argument: cache},
             use_cache=True,
             logits_to_keep=1,
         )
@@ -223,3 +225,11 @@ def _common_prefix(prompts: list[list[int]]) -> int:
     for other in prompts[1:]:
         limit = min(limit, next((i for i, (a, b) in enumerate(zip(first, other, strict=False)) if a != b), limit))
     return max(limit, 0)
+
+
+def _cache_argument(model: Any) -> str:
+    """The forward argument that takes the KV cache: ``cache`` from transformers 5.24 on, which
+    warns about the older ``past_key_values`` at every call. A peft model passes its keyword
+    arguments through to the model it wraps, so that model's signature decides."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"

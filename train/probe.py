@@ -13,6 +13,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
+from tqdm import tqdm
+
 from mosaic_gym import ToolEnv
 from mosaic_gym.agents.generation import Sampling
 from mosaic_gym.agents.hf import HFAgent
@@ -77,18 +79,22 @@ def run_probe(config: TrainConfig, model: Any, tokenizer: Any) -> dict[str, dict
         seed=config.probe.seed,
     )
     agent = HFAgent.wrap(model, tokenizer, sampling)
+    plans = {split: probe_plan(config, split) for split in SPLITS}
+    total = sum(len(specs) for plan in plans.values() for specs in plan.values())
     was_training = model.training
     model.eval()
     table: dict[str, dict[str, ProbeCell]] = {}
     try:
-        for split in SPLITS:
-            outcomes: dict[str, list[Outcome]] = defaultdict(list)
-            for suite, specs in probe_plan(config, split).items():
-                make_env = _env_factory(config, suite, split)
-                for trajectory in rollout(agent, make_env, specs, config.rl.rollout_batch_size):
-                    assert trajectory.outcome is not None
-                    outcomes[trajectory.outcome.kind].append(trajectory.outcome)
-            table[split] = {kind: ProbeCell.of(outcomes[kind]) for kind in KINDS if outcomes[kind]}
+        with tqdm(total=total, unit="episode", desc="warm-start probe", dynamic_ncols=True) as bar:
+            for split, plan in plans.items():
+                outcomes: dict[str, list[Outcome]] = defaultdict(list)
+                for suite, specs in plan.items():
+                    make_env = _env_factory(config, suite, split)
+                    for trajectory in rollout(agent, make_env, specs, config.rl.rollout_batch_size):
+                        assert trajectory.outcome is not None
+                        outcomes[trajectory.outcome.kind].append(trajectory.outcome)
+                        bar.update()
+                table[split] = {kind: ProbeCell.of(outcomes[kind]) for kind in KINDS if outcomes[kind]}
     finally:
         model.train(was_training)
     return table

@@ -46,8 +46,11 @@ def train(config: TrainConfig, out: Path, resume: bool = False) -> dict[str, Any
     """
     from accelerate import PartialState
 
-    # transformers 5 warns at every step that TRL still passes `gradient_checkpointing`: noise to a user.
+    # transformers 5 warns that TRL still passes `gradient_checkpointing` and `past_key_values`,
+    # and TRL that `rollout_func` is experimental: noise to a user, about code that is not theirs.
     warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.* is deprecated", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=r".*past_key_values.* is deprecated", category=FutureWarning)
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     state = PartialState()
     _check_out(config, out, resume)
     state.wait_for_everyone()  # every process has checked OUT before the main one writes to it
