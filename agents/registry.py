@@ -19,6 +19,7 @@ class AgentOptions:
     seed: int = 0
     base_url: str | None = None
     max_new_tokens: int | None = None  # per reply, for the hf agent
+    temperature: float = 0.0  # sampling temperature of the hf agent; 0 is greedy
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,9 @@ def _hf(options: AgentOptions) -> Agent:
             f"agent 'hf' needs the LLM extra ({error.name} is missing): pip install 'mosaic-gym[llm]'"
         ) from None
     budget = {} if options.max_new_tokens is None else {"max_new_tokens": options.max_new_tokens}
-    return HFAgent(options.model, options.adapter, Sampling(seed=options.seed, **budget))
+    return HFAgent(
+        options.model, options.adapter, Sampling(seed=options.seed, temperature=options.temperature, **budget)
+    )
 
 
 def _human() -> Agent:
@@ -100,6 +103,10 @@ def make_agent(name: str, options: AgentOptions) -> Agent:
         raise AgentConfigError(f"agent {name!r} is scripted and takes no --model or --adapter")
     if options.max_new_tokens is not None and name != "hf":
         raise AgentConfigError(f"agent {name!r} takes no --max-new-tokens (only the hf agent does)")
+    if options.temperature != 0.0 and name != "hf":
+        raise AgentConfigError(f"agent {name!r} takes no --temperature (only the hf agent does)")
+    if options.temperature < 0:
+        raise AgentConfigError(f"--temperature must be 0 (greedy) or more, got {options.temperature}")
     if options.base_url is not None and not entry.uses_base_url:
         raise AgentConfigError(f"agent {name!r} takes no --base-url")
     if options.adapter is not None and not options.adapter.is_dir():

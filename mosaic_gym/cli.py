@@ -106,6 +106,9 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--batch-size", type=_positive, default=16, help="envs stepped together (default 16)")
     evaluate.add_argument("--max-steps", type=_positive, help="replies per episode (default: the env's 12)")
     evaluate.add_argument("--max-new-tokens", type=_positive, help="tokens per reply, for --agent hf (default 256)")
+    evaluate.add_argument(
+        "--temperature", type=float, default=0.0, help="sampling temperature, for --agent hf (default 0: greedy)"
+    )
     evaluate.add_argument("--out", type=Path, required=True, help="run directory; the same command resumes it")
     evaluate.set_defaults(run=_eval)
 
@@ -278,6 +281,7 @@ def _eval(args: argparse.Namespace) -> int:
         base_url=args.base_url,
         max_steps=args.max_steps,
         max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
         batch_size=args.batch_size,
     )
     bars: list[Any] = []  # opened at the first episode, so a bad agent's error is the only output

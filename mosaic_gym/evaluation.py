@@ -45,6 +45,7 @@ class EvalConfig:
     base_url: str | None = None
     max_steps: int | None = None  # replies per episode; None: the env's budget (12)
     max_new_tokens: int | None = None  # tokens per reply, for LLM agents; None: the agent's default
+    temperature: float = 0.0  # sampling temperature of the hf agent; 0 is greedy
     batch_size: int = field(default=16, compare=False)
 
     def __post_init__(self) -> None:
@@ -92,6 +93,7 @@ def run_eval(config: EvalConfig, out: Path, on_episode: Callable[[int, int], Non
         seed=config.seed,
         base_url=config.base_url,
         max_new_tokens=config.max_new_tokens,
+        temperature=config.temperature,
     )
     agent = make_agent(config.agent, options)
     agent_info = {"name": config.agent, "model": config.model, "adapter": config.adapter}
@@ -164,7 +166,8 @@ def load_run(out: Path) -> dict[str, Any]:
 def _claim(out: Path, config: EvalConfig) -> None:
     run_file = out / RUN_FILE
     if run_file.exists():
-        previous = {"tier": "all", **json.loads(run_file.read_text())}  # runs from before tiers played all
+        # Runs written before these settings existed played every tier, greedily.
+        previous = {"tier": "all", "temperature": 0.0, **json.loads(run_file.read_text())}
         if previous != config.identity():
             changed = sorted(k for k in config.identity() if previous.get(k) != config.identity()[k])
             raise EvalError(

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from mosaic_gym.envs import SUITES
 from mosaic_gym.evaluation import TRAJECTORIES, EvalConfig, EvalError, load_records, run_eval
 
 CLI = [sys.executable, "-m", "mosaic_gym.cli"]
@@ -88,6 +89,23 @@ def test_resuming_with_other_flags_is_refused(tmp_path: Path) -> None:
     run_eval(EvalConfig(agent="oracle", episodes=5), tmp_path)
     with pytest.raises(EvalError, match=r"holds a different run.*agent"):
         run_eval(EvalConfig(agent="naive", episodes=5), tmp_path)
+    with pytest.raises(EvalError, match=r"holds a different run \(tier differ"):
+        run_eval(EvalConfig(agent="oracle", episodes=5, tier="starter"), tmp_path)
+
+
+def test_a_tier_eval_plays_only_that_tier(tmp_path: Path) -> None:
+    run_eval(EvalConfig(agent="oracle", episodes=20, tier="starter"), tmp_path)
+    records = load_records(tmp_path / TRAJECTORIES).values()
+    starter = {t.id for suite in SUITES.values() for t in suite.templates(tier="starter")}
+    assert len(records) == 20 and all(record["task"] in starter for record in records)
+
+
+def test_a_run_from_before_tiers_resumes_as_the_all_tier_greedy_run(tmp_path: Path) -> None:
+    run_eval(EvalConfig(agent="oracle", episodes=3), tmp_path)
+    identity = json.loads((tmp_path / "run.json").read_text())
+    del identity["tier"], identity["temperature"]
+    (tmp_path / "run.json").write_text(json.dumps(identity))
+    assert run_eval(EvalConfig(agent="oracle", episodes=3), tmp_path)["overall"]["episodes"] == 3
 
 
 @pytest.mark.parametrize(
@@ -98,6 +116,8 @@ def test_resuming_with_other_flags_is_refused(tmp_path: Path) -> None:
         (["--agent", "oracle", "--episodes", "0", "--out", "{out}"], "must be at least 1"),
         (["--agent", "oracle", "--env", "mosaic_gym/Bank-v0", "--out", "{out}"], "unknown env 'mosaic_gym/Bank-v0'"),
         (["--agent", "oracle", "--model", "x", "--out", "{out}"], "takes no --model"),
+        (["--agent", "oracle", "--temperature", "0.7", "--out", "{out}"], "takes no --temperature"),
+        (["--agent", "oracle", "--tier", "hard", "--out", "{out}"], "invalid choice: 'hard'"),
         (["--agent", "oracle", "--split", "test", "--out", "{out}"], "invalid choice: 'test'"),
     ],
 )

@@ -283,6 +283,10 @@ def test_adapter_for_another_model_is_a_one_line_error(tiny: Path, tmp_path: Pat
 
 def test_registry_and_eval_run_the_hf_agent(tiny: Path, tmp_path: Path) -> None:
     assert isinstance(make_agent("hf", AgentOptions(model=str(tiny))), HFAgent)
+    sampled = make_agent("hf", AgentOptions(model=str(tiny), temperature=0.7))
+    assert isinstance(sampled, HFAgent) and sampled.generator.sampling.temperature == 0.7
+    with pytest.raises(AgentConfigError, match="--temperature must be 0 .greedy. or more"):
+        make_agent("hf", AgentOptions(model=str(tiny), temperature=-1.0))
     config = EvalConfig(agent="hf", model=str(tiny), episodes=2, envs=("mosaic_gym/Files-v0",), batch_size=2)
     metrics = run_eval(config, tmp_path)
     records = load_records(tmp_path / TRAJECTORIES)
