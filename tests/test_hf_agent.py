@@ -285,7 +285,7 @@ def test_registry_and_eval_run_the_hf_agent(tiny: Path, tmp_path: Path) -> None:
     assert isinstance(make_agent("hf", AgentOptions(model=str(tiny))), HFAgent)
     sampled = make_agent("hf", AgentOptions(model=str(tiny), temperature=0.7))
     assert isinstance(sampled, HFAgent) and sampled.generator.sampling.temperature == 0.7
-    with pytest.raises(AgentConfigError, match="--temperature must be 0 .greedy. or more"):
+    with pytest.raises(AgentConfigError, match=r"--temperature must be 0 \(greedy\) or more"):
         make_agent("hf", AgentOptions(model=str(tiny), temperature=-1.0))
     config = EvalConfig(agent="hf", model=str(tiny), episodes=2, envs=("mosaic_gym/Files-v0",), batch_size=2)
     metrics = run_eval(config, tmp_path)
