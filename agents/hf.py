@@ -12,6 +12,7 @@ import importlib.util
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -113,7 +114,10 @@ def _with_adapter(network: Any, adapter: Path) -> Any:
     from peft import PeftModel
 
     try:
-        return PeftModel.from_pretrained(network, str(adapter))
+        with warnings.catch_warnings():
+            # peft asks transformers a deprecated question while loading: not the user's concern.
+            warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.* is deprecated")
+            return PeftModel.from_pretrained(network, str(adapter))
     except (OSError, ValueError, RuntimeError, KeyError) as error:
         lines = [line.strip() for line in str(error).splitlines()]
         detail = next((line for line in lines if "size mismatch" in line), _first_line(error))
