@@ -70,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--window must be at least 1, got {args.window}")
     try:
         plot_refusal_by_kind(args.runs, args.out, args.window)
+    except ModuleNotFoundError as error:
+        print(f"error: the plot needs {error.name}: pip install 'mosaic-gym[eval]'", file=sys.stderr)
+        return 2
     except (FileNotFoundError, json.JSONDecodeError, KeyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
