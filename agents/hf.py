@@ -71,7 +71,9 @@ def load_model(model: str | None, adapter: Path | None, device: str | None, dtyp
     """(model, tokenizer) ready for generation; every failure is one AgentConfigError line."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as transformers_logging
 
+    transformers_logging.disable_progress_bar()  # a bar per tensor at every load: noise beside ours
     path = resolve_model(model)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     torch_dtype = _dtype(dtype, device)

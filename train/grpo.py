@@ -189,10 +189,10 @@ def run_grpo(
     workdir: Path,
     resume: bool,
     callbacks: list[Any],
-    step_log: str = "steps.jsonl",
+    step_log: Path | None = None,
 ) -> Any:
-    """Train with online pairwise-preference GRPO; returns the trainer. Each step's statistics are
-    appended to ``workdir / step_log``."""
+    """Train with online pairwise-preference GRPO; returns the trainer. Each step's statistics
+    are appended to ``step_log`` when given."""
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
@@ -209,8 +209,7 @@ def run_grpo(
             f"rl.loss_batch_size {config.rl.loss_batch_size} does not divide the {per_process} trajectories "
             f"each of {world} processes trains on per step"
         )
-    workdir.mkdir(parents=True, exist_ok=True)
-    episodes = EpisodeRollout(config, tokenizer, make_judge(config), workdir / step_log)
+    episodes = EpisodeRollout(config, tokenizer, make_judge(config), step_log)
     rewards = [episodes.alignment_reward, episodes.format_reward, episodes.length_penalty]
     weights = [1.0, config.rl.format_weight, -config.rl.length_weight]
     max_completion = config.episodes.max_steps * (config.episodes.max_new_tokens + 512)

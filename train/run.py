@@ -119,7 +119,8 @@ def _rl_stage(config: TrainConfig, out: Path, warm_start: Path | None, resume: b
         model = from_warm_start(model, warm_start)
     timer = StepTimer()
     _tensorboard(out, "rl")
-    trainer = run_grpo(config, model, tokenizer, out / "rl", resume, [timer.callback()], STEP_LOG)
+    (out / "rl").mkdir(parents=True, exist_ok=True)
+    trainer = run_grpo(config, model, tokenizer, out / "rl", resume, [timer.callback()], out / "rl" / STEP_LOG)
     if trainer.accelerator.is_main_process:
         trainer.model.save_pretrained(str(out), selected_adapters=["default"])
         tokenizer.save_pretrained(str(out))
