@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -112,8 +113,7 @@ def _heldout_outcomes(agent: Agent, tier: str) -> list[Outcome]:
     outcomes = []
     for name in SUITES:
         specs = [EpisodeSpec(seed=seed) for seed in range(HELDOUT_EPISODES[tier] // len(SUITES))]
-        make_env = lambda name=name: ToolEnv(name, split="heldout", tier=tier)  # type: ignore[misc]  # noqa: E731
-        trajectories = rollout(agent, make_env, specs, batch_size=8)
+        trajectories = rollout(agent, partial(ToolEnv, name, split="heldout", tier=tier), specs, batch_size=8)
         outcomes.extend(t.outcome for t in trajectories if t.outcome is not None)
     return outcomes
 
