@@ -14,6 +14,7 @@ from typing import Any
 from mosaic_gym.agents.base import AgentRuntimeError
 from mosaic_gym.agents.registry import AGENTS, AgentConfigError
 from mosaic_gym.attacks import ATTACKS
+from mosaic_gym.env import TIER_CHOICES
 from mosaic_gym.envs import ENV_IDS
 from mosaic_gym.evaluation import EvalError
 from mosaic_gym.scenarios.loader import ScenarioLoadError, load_folder
@@ -21,8 +22,6 @@ from mosaic_gym.scenarios.suite import Suite
 from mosaic_gym.selfcheck import check_suite
 from mosaic_gym.train.config import ConfigError
 from mosaic_gym.world.world import SERVICES
-
-TIER_CHOICES = ("starter", "standard", "all")
 
 EXIT_USAGE = 2
 

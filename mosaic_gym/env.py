@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -26,6 +27,7 @@ MAX_OBSERVATION_CHARS = 200_000
 RESET_OPTIONS = frozenset({"task", "attack"})
 SplitChoice = Literal["train", "heldout", "all"]
 TierChoice = Literal["starter", "standard", "all"]
+TIER_CHOICES: tuple[str, ...] = typing.get_args(TierChoice)
 
 
 @dataclass
@@ -78,7 +80,7 @@ class ToolEnv(gym.Env[str, str | Action]):
         self.suite = _suite(suite)
         if split not in ("train", "heldout", "all"):
             raise ValueError(f"split must be 'train', 'heldout' or 'all', got {split!r}")
-        if tier not in ("starter", "standard", "all"):
+        if tier not in TIER_CHOICES:
             raise ValueError(f"tier must be 'starter', 'standard' or 'all', got {tier!r}")
         if max_steps < 1:
             raise ValueError(f"max_steps must be at least 1, got {max_steps}")

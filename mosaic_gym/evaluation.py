@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mosaic_gym.agents.registry import AgentOptions, make_agent
-from mosaic_gym.env import ToolEnv
+from mosaic_gym.env import TIER_CHOICES, ToolEnv
 from mosaic_gym.envs import ENV_IDS, SUITE_OF
 from mosaic_gym.metrics import Episode, compute
 from mosaic_gym.records import dumps, episode_key, outcome_of, to_record
@@ -56,7 +56,7 @@ class EvalConfig:
             raise EvalError("give at least one env")
         if self.split not in ("train", "heldout", "all"):
             raise EvalError(f"split must be train, heldout or all, got {self.split!r}")
-        if self.tier not in ("starter", "standard", "all"):
+        if self.tier not in TIER_CHOICES:
             raise EvalError(f"tier must be starter, standard or all, got {self.tier!r}")
         if self.episodes < 1:
             raise EvalError(f"episodes must be at least 1, got {self.episodes}")

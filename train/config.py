@@ -18,11 +18,11 @@ from typing import Any, Literal
 import yaml
 
 from mosaic_gym import ENV_IDS
+from mosaic_gym.env import TIER_CHOICES, TierChoice
 
 RECIPES = Path(__file__).parent / "recipes"
 Reward = Literal["pairwise", "scalar"]
 JudgeName = Literal["rule", "llm"]
-TierName = Literal["starter", "standard", "all"]
 
 
 class ConfigError(ValueError):
@@ -48,7 +48,7 @@ class EpisodeSettings:
     """Which episodes the agent practises on, and how long it may take over them."""
 
     envs: list[str] = field(default_factory=lambda: list(ENV_IDS))
-    tier: TierName = "all"  # starter: 1-3 tool calls, where a small model's decisions show
+    tier: TierChoice = "all"  # starter: 1-3 tool calls, where a small model's decisions show
     max_steps: int = 6  # replies per episode
     max_new_tokens: int = 160  # per reply
 
@@ -56,8 +56,9 @@ class EpisodeSettings:
         for name in self.envs:
             _require(name in ENV_IDS, "episodes.envs", f"unknown suite {name!r}; choose from {', '.join(ENV_IDS)}")
         _require(bool(self.envs), "episodes.envs", "must name at least one suite")
-        tiers = typing.get_args(TierName)
-        _require(self.tier in tiers, "episodes.tier", f"must be one of {', '.join(tiers)}, got {self.tier!r}")
+        _require(
+            self.tier in TIER_CHOICES, "episodes.tier", f"must be one of {', '.join(TIER_CHOICES)}, got {self.tier!r}"
+        )
         _require(self.max_steps >= 1, "episodes.max_steps", f"must be at least 1, got {self.max_steps}")
         _require(
             self.max_new_tokens >= 16, "episodes.max_new_tokens", f"must be at least 16, got {self.max_new_tokens}"
