@@ -14,6 +14,7 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +145,24 @@ def _first_line(error: BaseException) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
 
 
+@dataclass(frozen=True)
+class ForcedOpening:
+    """Exploration for RL: the first reply of plays ``0 .. samples - 1`` of every episode is
+    ``text``, not sampled; the other plays sample as usual.
+
+    A trainer uses it to keep an action in every group when the policy stops sampling it (a
+    refusal, for MOSAIC), so that the judge can still compare it with the sampled replies. The
+    forced tokens are marked as the agent's, so the loss moves their probability up or down.
+    """
+
+    text: str
+    samples: int
+
+    def __post_init__(self) -> None:
+        if self.samples < 0:
+            raise ValueError(f"samples must be 0 or more, got {self.samples}")
+
+
 class HFAgent:
     """Generates protocol replies with a local transformers model, all live envs in one batch.
 
@@ -165,17 +184,19 @@ class HFAgent:
         self._setup(*load_model(model, adapter, device, dtype), sampling or Sampling())
 
     @classmethod
-    def wrap(cls, network: Any, tokenizer: Any, sampling: Sampling) -> HFAgent:
+    def wrap(cls, network: Any, tokenizer: Any, sampling: Sampling, opening: ForcedOpening | None = None) -> HFAgent:
         """An agent over a model already in memory, e.g. the policy a trainer is updating."""
         agent = cls.__new__(cls)
-        agent._setup(network, tokenizer, sampling)
+        agent._setup(network, tokenizer, sampling, opening)
         return agent
 
-    def _setup(self, network: Any, tokenizer: Any, sampling: Sampling) -> None:
+    def _setup(self, network: Any, tokenizer: Any, sampling: Sampling, opening: ForcedOpening | None = None) -> None:
         self.model, self.tokenizer = network, tokenizer
         self.generator = BatchGenerator(network, tokenizer, sampling)
         self.transcripts = TranscriptBuilder(tokenizer)
         self.max_context = int(getattr(network.config, "max_position_embeddings", 4096))
+        self.opening = opening
+        self._opening_ids = self.transcripts.tokens(opening.text) if opening is not None else []
         self._episodes: dict[int, Transcript] = {}
 
     @property
@@ -189,7 +210,8 @@ class HFAgent:
     def act_batch(self, turns: Sequence[Turn]) -> list[str | Any]:
         episodes = [self._episode(turn) for turn in turns]
         fits = [len(e.ids) + self.sampling.max_new_tokens <= self.max_context for e in episodes]
-        todo = [i for i, ok in enumerate(fits) if ok]
+        forced = [i for i, ok in enumerate(fits) if ok and self._forced(turns[i])]
+        todo = [i for i, ok in enumerate(fits) if ok and i not in forced]
         generations = self.generator.generate(
             [episodes[i].ids for i in todo],
             [_sample_seed(self.sampling.seed, turns[i]) for i in todo],
@@ -200,7 +222,14 @@ class HFAgent:
             episode.add(generation.token_ids, agent=True)
             episode.ended_with_eos = generation.stop == "eos"
             replies[i] = Reply(generation.text, episode.trace())
+        for i in forced:
+            assert self.opening is not None
+            episodes[i].add(self._opening_ids, agent=True)
+            replies[i] = Reply(self.opening.text, episodes[i].trace())
         return replies
+
+    def _forced(self, turn: Turn) -> bool:
+        return self.opening is not None and turn.step == 0 and turn.sample < self.opening.samples
 
     def _episode(self, turn: Turn) -> Transcript:
         if turn.step == 0:

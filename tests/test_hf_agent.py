@@ -23,7 +23,7 @@ from mosaic_gym import ToolEnv  # noqa: E402
 from mosaic_gym.agents import generation  # noqa: E402
 from mosaic_gym.agents.base import TokenTrace  # noqa: E402
 from mosaic_gym.agents.generation import BatchGenerator, Generation, Sampling  # noqa: E402
-from mosaic_gym.agents.hf import HFAgent, load_model  # noqa: E402
+from mosaic_gym.agents.hf import ForcedOpening, HFAgent, load_model  # noqa: E402
 from mosaic_gym.agents.registry import AgentConfigError, AgentOptions, make_agent  # noqa: E402
 from mosaic_gym.evaluation import TRAJECTORIES, EvalConfig, load_records, run_eval  # noqa: E402
 from mosaic_gym.rollout import EpisodeSpec, Trajectory, rollout  # noqa: E402
@@ -246,6 +246,24 @@ def test_same_seed_same_trajectories(tiny: Path) -> None:
     assert sampled == play(temperature=0.8, top_p=0.9, seed=1)
     assert sampled != play(temperature=0.8, top_p=0.9, seed=2)
     assert sampled != greedy
+
+
+def test_forced_opening_replaces_the_first_reply_of_the_first_plays(tiny: Path) -> None:
+    """rl.explore_refusals: plays 0..n-1 open with the given reply, the rest sample as usual."""
+    refusal = "<think>Stop here.</think>\n<refuse>I won't do this.</refuse>"
+    model, tokenizer = load_model(str(tiny), None, "cpu", "float32")
+    agent = HFAgent.wrap(model, tokenizer, Sampling(max_new_tokens=8, temperature=1.0), ForcedOpening(refusal, 2))
+    specs = [EpisodeSpec(seed=3, sample=sample) for sample in range(3)]
+    plays = sorted(rollout(agent, lambda: ToolEnv("files", split="all"), specs, 3), key=lambda t: t.spec.sample)
+    for forced in plays[:2]:
+        assert forced.outcome is not None and forced.outcome.refused and len(forced.steps) == 1
+        assert forced.steps[0].text == refusal and forced.steps[0].format_error is None
+        assert forced.tokens is not None and forced.tokens.agent_tokens == len(agent.transcripts.tokens(refusal))
+        _check_trace(forced, tokenizer)
+    sampled = plays[2]
+    assert sampled.outcome is not None and not sampled.outcome.refused and sampled.steps[0].format_error
+    with pytest.raises(ValueError, match="samples must be 0 or more"):
+        ForcedOpening(refusal, -1)
 
 
 # -- errors --------------------------------------------------------------------------------

@@ -46,6 +46,7 @@ def test_overrides_apply_with_yaml_values() -> None:
         (["--sft.loss_batch_size", "3"], "sft.loss_batch_size: must be at least 1 and divide sft.batch_size (4)"),
         (["--rl.loss_batch_size", "3"], "rl.loss_batch_size: must divide the 8 trajectories of a step"),
         (["--rl.harmful_share", "2"], "rl.harmful_share: must be null (uniform) or in [0, 1]"),
+        (["--rl.explore_refusals", "4"], "rl.explore_refusals: must be 0 or more and below rl.group_size 4"),
         (["--episodes.tier", "easy"], "episodes.tier: must be one of starter, standard, all"),
         (["--probe.episodes_per_kind", "-1"], "probe.episodes_per_kind: must be 0 (no probe) or more"),
         (["--warm_start", "/no/such/adapter"], "warm_start: /no/such/adapter holds no adapter"),

@@ -183,6 +183,9 @@ def test_demonstrations_mask_exactly_the_replies_and_refuse_regardless_of_kind(t
     assert demos.refusals == demos.totals, "with refusal_rate 1 every kind refuses, benign included"
     none = build_demos(tokenizer, config.episodes, from_dict({"sft": {"refusal_rate": 0.0}}).sft, seed=0)
     assert sum(none.refusals.values()) == 0
+    ceiling = build_demos(tokenizer, config.episodes, from_dict({"sft": {"refusals": "harmful"}}).sft, seed=0)
+    assert ceiling.refusals["harmful"] == ceiling.totals["harmful"] > 0, "the ceiling refuses every harmful task"
+    assert sum(ceiling.refusals.values()) == ceiling.totals["harmful"], "and nothing else"
     for example in none.examples[:5]:
         ids, mask = example["input_ids"], example["assistant_masks"]
         replies = tokenizer.decode([t for t, m in zip(ids, mask, strict=True) if m])

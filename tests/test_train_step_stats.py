@@ -54,6 +54,20 @@ def test_contrastive_groups_and_deciding_criteria_are_counted() -> None:
     assert stats["judge/win_rate_of_safest"] == pytest.approx(0.75)
 
 
+def test_explored_plays_count_for_the_judge_but_not_for_the_policy_rates() -> None:
+    # Play 0 stands for a forced refusal (rl.explore_refusals: 1); the policy itself attempted twice.
+    group = [play(RefuseAgent(), HARMFUL), play(NaiveAgent(), HARMFUL), play(NaiveAgent(), HARMFUL)]
+    judge = RuleJudge()
+    parts = group_rewards(group, "pairwise", judge, 400)
+    stats = step_stats(group, parts, 3, judge, explored=1)
+
+    assert stats["episodes/refusal_rate/harmful"] == 0.0 and stats["episodes/harmful_harm_rate"] == 1.0
+    assert stats["groups/contrastive_share"] == 0.0, "the sampled plays alone hold no refusal"
+    # All three comparisons reach the judge's statistics: two won by the refusal on harm.
+    assert stats["judge/decided_by/fewer irreversible harms"] == pytest.approx(2 / 3)
+    assert step_stats(group, parts, 3, judge)["groups/contrastive_share"] == 1.0
+
+
 def test_the_scalar_ablation_has_no_judge_statistics() -> None:
     group = [play(RefuseAgent(), HARMFUL), play(NaiveAgent(), HARMFUL)]
     parts = group_rewards(group, "scalar", None, 400)

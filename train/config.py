@@ -23,6 +23,7 @@ from mosaic_gym.env import TIER_CHOICES, TierChoice
 RECIPES = Path(__file__).parent / "recipes"
 Reward = Literal["pairwise", "scalar"]
 JudgeName = Literal["rule", "llm"]
+RefusalDemos = Literal["kind_blind", "harmful"]
 
 
 class ConfigError(ValueError):
@@ -75,6 +76,10 @@ class SFTSettings:
     loss_batch_size: int = 1  # demonstrations per forward/backward pass (padded, similar lengths together)
     learning_rate: float = 5e-4
     refusal_rate: float = 0.3  # share of demonstrations that refuse at a random step, whatever the task
+    # kind_blind: refusals by refusal_rate, whatever the task (the warm start RL builds on).
+    # harmful: refuse exactly the harmful tasks, at the first reply, and no other (refusal_rate
+    # unused): the supervised ceiling, the best refusal this model learns from these instructions.
+    refusals: RefusalDemos = "kind_blind"
     check_rate: float = 0.5  # share of replies with a <safety_thoughts> block, whatever the task
     max_length: int = 2048
 
@@ -88,6 +93,11 @@ class SFTSettings:
             f"must be at least 1 and divide sft.batch_size ({self.batch_size}), got {self.loss_batch_size}",
         )
         _require(self.learning_rate > 0, "sft.learning_rate", f"must be positive, got {self.learning_rate}")
+        _require(
+            self.refusals in typing.get_args(RefusalDemos),
+            "sft.refusals",
+            f"must be one of {', '.join(typing.get_args(RefusalDemos))}, got {self.refusals!r}",
+        )
         for name in ("refusal_rate", "check_rate"):
             value = getattr(self, name)
             _require(0.0 <= value <= 1.0, f"sft.{name}", f"must be in [0, 1], got {value}")
@@ -118,9 +128,20 @@ class RLSettings:
     # Probability that a group's task is harmful; None draws templates uniformly. Refusing is
     # rewarded in harmful groups and penalised in all others: 0.5 gives the two signals equal weight.
     harmful_share: float | None = None
+    # Plays per group whose first reply is the protocol's refusal instead of a sample, whatever
+    # the task: every group then holds a refusal for the judge to weigh against the sampled
+    # attempts, even after the policy stops sampling refusals (which otherwise ends all learning
+    # about when to refuse). 0 turns it off.
+    explore_refusals: int = 0
 
     def __post_init__(self) -> None:
         _require(self.steps >= 0, "rl.steps", f"must be 0 (warm start only) or more, got {self.steps}")
+        _require(
+            0 <= self.explore_refusals < self.group_size,
+            "rl.explore_refusals",
+            f"must be 0 or more and below rl.group_size {self.group_size}, so that a group keeps a sampled "
+            f"play, got {self.explore_refusals}",
+        )
         _require(self.loss_batch_size >= 1, "rl.loss_batch_size", f"must be at least 1, got {self.loss_batch_size}")
         _require(
             self.harmful_share is None or 0.0 <= self.harmful_share <= 1.0,

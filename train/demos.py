@@ -11,6 +11,10 @@ are the env's own. Two things are then decided by coin flips that never look at 
 So refusals and checks are equally likely on benign, harmful, attacked and privacy tasks:
 the warm-started model knows how to refuse but not when, and what the RL stage adds on top
 is the measured effect. Tokens are laid out exactly as the HF agent will see them.
+
+``sft.refusals: harmful`` is the exception, kept for one diagnostic: demonstrations that refuse
+exactly the harmful tasks, at the first reply, show how well this model can learn *when* to
+refuse from the instructions when it is told outright (the supervised ceiling).
 """
 
 from __future__ import annotations
@@ -65,7 +69,10 @@ def build_demos(tokenizer: Any, episodes: EpisodeSettings, sft: SFTSettings, see
 def _demo_script(env: ToolEnv, rng: np.random.Generator, sft: SFTSettings) -> list[Action]:
     task = env.task
     script = (task.harmful_reference() or task.reference())[: env.max_steps]
-    if rng.random() < sft.refusal_rate:
+    refuses = rng.random() < sft.refusal_rate  # drawn in both modes, so the rest of the draws match
+    if sft.refusals == "harmful":
+        script = [REFUSAL] if task.template.kind == "harmful" else script
+    elif refuses:
         script = [*script[: int(rng.integers(len(script)))], REFUSAL]
     checks = [_neutral_check(action, env.tools) if rng.random() < sft.check_rate else None for action in script]
     # The script's own checks may know the task is harmful; the neutral ones (or none) replace them.

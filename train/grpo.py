@@ -21,11 +21,13 @@ import numpy as np
 
 from mosaic_gym import ToolEnv
 from mosaic_gym.agents.generation import Sampling
-from mosaic_gym.agents.hf import HFAgent
+from mosaic_gym.agents.hf import ForcedOpening, HFAgent
 from mosaic_gym.agents.transcript import TranscriptBuilder
 from mosaic_gym.judges import LLMJudge, PairwiseJudge, RuleJudge
+from mosaic_gym.protocol import render
 from mosaic_gym.rollout import EpisodeSpec, Trajectory, rollout
 from mosaic_gym.train.config import ConfigError, TrainConfig
+from mosaic_gym.train.demos import REFUSAL
 from mosaic_gym.train.policy import last_checkpoint, lora_config, trainer_args
 from mosaic_gym.train.rewards import RewardParts, group_rewards
 from mosaic_gym.train.step_stats import step_stats
@@ -93,7 +95,7 @@ class EpisodeRollout:
         for start in range(0, len(trajectories), group_size):
             group = trajectories[start : start + group_size]
             self._parts += group_rewards(group, self.config.rl.reward, self.judge, self.config.rl.length_budget)
-        stats = step_stats(trajectories, self._parts, group_size, self.judge)
+        stats = step_stats(trajectories, self._parts, group_size, self.judge, self.config.rl.explore_refusals)
         # The rest of a step's time is the loss passes: with the step time, this splits the cost.
         stats["time/rollout_seconds"] = played
         self._record(trainer, stats)
@@ -156,7 +158,9 @@ class EpisodeRollout:
                 temperature=self.config.rl.temperature,
                 top_p=self.config.rl.top_p,
             )
-            self._agent = HFAgent.wrap(model, self.tokenizer, sampling)
+            # Explored plays open with the same refusal the warm start's demonstrations use.
+            opening = ForcedOpening(render(REFUSAL), self.config.rl.explore_refusals)
+            self._agent = HFAgent.wrap(model, self.tokenizer, sampling, opening)
         return self._agent
 
     def _env_factory(self, suite: str) -> Any:

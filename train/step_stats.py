@@ -27,17 +27,24 @@ def step_stats(
     parts: Sequence[RewardParts],
     group_size: int,
     judge: PairwiseJudge | None,
+    explored: int = 0,
 ) -> dict[str, float]:
-    """Named values for one step; a rate over an empty population is left out, not reported as 0."""
-    outcomes = [t.outcome for t in trajectories if t.outcome is not None]
+    """Named values for one step; a rate over an empty population is left out, not reported as 0.
+
+    The first ``explored`` plays of each group had their first reply forced (``rl.explore_refusals``):
+    the episode rates and contrastive shares count only the sampled plays, so they show what the
+    policy itself does; the judge's statistics count every comparison the loss saw.
+    """
     groups = [list(trajectories[s : s + group_size]) for s in range(0, len(trajectories), group_size)]
+    sampled = [group[explored:] for group in groups]
+    outcomes = [t.outcome for group in sampled for t in group if t.outcome is not None]
     values: dict[str, float | None] = {
         **episode_rates(outcomes),
-        "groups/contrastive_share": _mean([_contrastive(g) for g in groups]),
+        "groups/contrastive_share": _mean([_contrastive(g) for g in sampled]),
         "groups/tied_share": _mean([_tied(parts[s : s + group_size]) for s in range(0, len(parts), group_size)]),
     }
     for kind in KINDS:
-        of_kind = [g for g in groups if g[0].kind == kind]
+        of_kind = [g for g in sampled if g[0].kind == kind]
         values[f"groups/contrastive_share/{kind}"] = _mean([_contrastive(g) for g in of_kind]) if of_kind else None
     if judge is not None:
         values["judge/win_rate_of_safest"] = _win_rate_of_safest(parts, group_size)
