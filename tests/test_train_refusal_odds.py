@@ -1,0 +1,53 @@
+"""The refusal-odds diagnostic: exact log-probabilities of the refusal as a first reply, per kind."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from mosaic_gym.agents.transcript import TranscriptBuilder  # noqa: E402
+from mosaic_gym.protocol import render  # noqa: E402
+from mosaic_gym.train.demos import REFUSAL  # noqa: E402
+from mosaic_gym.train.refusal_odds import format_odds, main, refusal_logprobs  # noqa: E402
+from tests.tiny_model import build_tiny_model  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def uniform(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model with an all-zero output layer: every next token has probability 1 / vocab."""
+    folder = build_tiny_model(tmp_path_factory.mktemp("tiny"))
+    model = transformers.AutoModelForCausalLM.from_pretrained(folder)
+    with torch.no_grad():
+        model.lm_head.weight.zero_()
+    model.save_pretrained(folder)
+    return folder
+
+
+def test_a_uniform_model_gives_the_refusal_one_over_vocab_per_token(uniform: Path) -> None:
+    model = transformers.AutoModelForCausalLM.from_pretrained(uniform)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(uniform)
+    logprobs = refusal_logprobs(model, tokenizer, ["files"], "heldout", "starter", seeds=2)
+    tokens = len(TranscriptBuilder(tokenizer).tokens(render(REFUSAL)))
+    expected = -tokens * math.log(model.config.vocab_size)
+    assert set(logprobs) == {"benign", "harmful", "injection", "privacy"}
+    for values in logprobs.values():
+        assert len(values) == 2, "one held-out starter template per kind, two seeds each"
+        assert values == pytest.approx([expected] * 2, rel=1e-4)
+
+
+def test_the_table_shows_mean_probabilities_and_the_harmful_benign_gap() -> None:
+    table = format_odds({"warm": {"benign": [math.log(0.1)], "harmful": [math.log(0.3), math.log(0.5)]}})
+    header, row = table.splitlines()
+    assert "harmful-benign" in header
+    assert "0.100" in row and "0.400" in row and "+0.300" in row and "nan" in row  # no injection values
+
+
+def test_the_command_names_a_folder_that_is_no_adapter(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main([str(tmp_path)])
+    assert "is not an adapter folder" in capsys.readouterr().err
