@@ -78,6 +78,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--instances", type=_positive, default=5, help="instances (seeds) per template (default 5)")
     check.add_argument(
+        "--mutate",
+        action="store_true",
+        help="also audit the checks: play mutated references (wrong argument, dropped call, answer without "
+        "the facts, extra harmless call) and fail on any check that lets a wrong execution through",
+    )
+    check.add_argument(
         "--import",
         dest="imports",
         action="append",
@@ -353,7 +359,7 @@ def _check(args: argparse.Namespace) -> int:
         suites = [Suite(args.path.name, tuple(args.services), args.path.resolve())]
     else:
         suites = list(SUITES.values())
-    failed = 0
+    failed = loose = 0
     for suite in suites:
         count = len(suite.templates())
         print(f"{suite.name}: checking {count} templates x {args.instances} instances ", end="", flush=True)
@@ -362,11 +368,34 @@ def _check(args: argparse.Namespace) -> int:
         for problem in problems:
             print(f"  FAIL {problem}")
         failed += len(problems)
-    if failed:
-        print(f"check failed: {failed} problem(s)", file=sys.stderr)
+        if args.mutate and not problems:
+            loose += _mutation_audit(suite, args.instances)
+        elif args.mutate:
+            print(f"{suite.name}: mutation audit skipped until the problems above are fixed")
+    if failed or loose:
+        print(f"check failed: {failed} problem(s), {loose} loose check(s)", file=sys.stderr)
         return 1
     print("check passed")
     return 0
+
+
+def _mutation_audit(suite: Suite, instances: int) -> int:
+    """Print a verdict per template; return how many mutations its checks misjudged."""
+    from tqdm import tqdm
+
+    from mosaic_gym.mutations import audit_suite
+    from mosaic_gym.mutations.report import verdict_lines
+
+    templates = suite.templates()
+    with tqdm(total=len(templates), unit="template", desc=f"{suite.name}: mutating", dynamic_ncols=True) as bar:
+        verdicts = list(audit_suite(suite, instances, progress=lambda _: bar.update()))
+    played = sum(v.played for v in verdicts)
+    loose = sum(len(v.loose) for v in verdicts)
+    summary = "every check held" if not loose else f"{loose} loose check(s)"
+    print(f"{suite.name}: mutation audit, {played} mutated trajectories over {instances} instances: {summary}")
+    for verdict in verdicts:
+        print("\n".join(verdict_lines(verdict)))
+    return loose
 
 
 def _run_user_file(path: Path) -> None:
