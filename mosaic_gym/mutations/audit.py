@@ -126,4 +126,5 @@ def _misjudged(mutation: Mutation, outcome: Outcome, task: Task) -> tuple[str, .
 
 
 def _text(predicate: Predicate) -> str:
-    return json.dumps(predicate.model_dump(by_alias=True, exclude_none=True), ensure_ascii=False)
+    dumped = predicate.model_dump(by_alias=True, exclude_none=True, serialize_as_any=True)
+    return json.dumps(dumped, ensure_ascii=False)
