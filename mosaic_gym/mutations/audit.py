@@ -69,6 +69,8 @@ def audit_suite(
 
 
 def audit_template(env: ToolEnv, template: Template, seeds: range) -> Verdict:
+    """Play every mutation of every instance; a mutation misjudged on several seeds is reported
+    once, with the trajectory of the first seed and the list of all of them."""
     played = free = 0
     first: dict[tuple[str, str, str], Loose] = {}
     for seed in seeds:
