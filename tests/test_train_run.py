@@ -68,9 +68,11 @@ class _StopBeforeStep(TrainerCallback):
             raise KeyboardInterrupt
 
 
-def test_train_interrupt_resume_and_final_adapter(tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_train_interrupt_resume_and_final_adapter(
+    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "run"
-    config = tiny_config(tiny, beta=0.02)
+    config = tiny_config(tiny, beta=0.02, explore_refusals=1)
     # Gibberish trajectories tie on every outcome; an arbitrary but decisive judge gives groups a signal.
     monkeypatch.setattr(grpo, "make_judge", lambda config: _FirstReplyJudge())
     with monkeypatch.context() as patch:
@@ -82,10 +84,13 @@ def test_train_interrupt_resume_and_final_adapter(tiny: Path, tmp_path: Path, mo
     with pytest.raises(run_module.ConfigError, match="already holds a run; pass --resume"):
         train(config, out)
     with pytest.raises(run_module.ConfigError, match=r"settings that differ .*: rl\.learning_rate"):
-        train(tiny_config(tiny, beta=0.02, learning_rate=1e-3), out, resume=True)
+        train(tiny_config(tiny, beta=0.02, explore_refusals=1, learning_rate=1e-3), out, resume=True)
 
     warm_start_written = (out / "warm_start" / "adapter_model.safetensors").stat().st_mtime_ns
+    capsys.readouterr()
     summary = train(config, out, resume=True)
+    printed = "".join(capsys.readouterr())
+    assert "'loss'" not in printed and "learning_rate" not in printed, "a progress bar, not a metrics dict per step"
 
     assert (out / "warm_start" / "adapter_model.safetensors").stat().st_mtime_ns == warm_start_written, "not redone"
     assert summary["rl"]["steps_this_session"] == 1, "the resumed run continues at step 2"

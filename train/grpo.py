@@ -28,7 +28,7 @@ from mosaic_gym.protocol import render
 from mosaic_gym.rollout import EpisodeSpec, Trajectory, rollout
 from mosaic_gym.train.config import ConfigError, TrainConfig
 from mosaic_gym.train.demos import REFUSAL
-from mosaic_gym.train.policy import last_checkpoint, lora_config, trainer_args
+from mosaic_gym.train.policy import last_checkpoint, lora_config, quiet_progress, trainer_args
 from mosaic_gym.train.rewards import RewardParts, group_rewards
 from mosaic_gym.train.step_stats import step_stats
 
@@ -246,6 +246,7 @@ def run_grpo(
         rollout_func=episodes,  # type: ignore[arg-type]  # TRL types prompts as text; ours are chats
         callbacks=callbacks,
     )
+    quiet_progress(trainer, ("loss", "episodes/harmful_refusal_rate", "episodes/format_error_rate"))
     trainer.train(resume_from_checkpoint=last_checkpoint(workdir) if resume else None)
     return trainer
 

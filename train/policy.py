@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,3 +72,21 @@ def last_checkpoint(workdir: Path) -> str | None:
     from transformers.trainer_utils import get_last_checkpoint
 
     return get_last_checkpoint(str(workdir)) if workdir.is_dir() else None
+
+
+def quiet_progress(trainer: Any, shown: Sequence[str]) -> None:
+    """One progress bar per stage, showing the ``shown`` metrics of the last step, instead of the
+    default bar that prints every step's whole metrics dict under it (they all still go to
+    tensorboard, and RL's to its step log)."""
+    from transformers.trainer_callback import ProgressCallback
+
+    class _Bar(ProgressCallback):
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **_: Any) -> None:
+            if state.is_world_process_zero and self.training_bar is not None and logs:
+                values = {key.rsplit("/", 1)[-1]: f"{logs[key]:.3g}" for key in shown if key in logs}
+                if values:
+                    self.training_bar.set_postfix(values)
+
+    if any(type(callback) is ProgressCallback for callback in trainer.callback_handler.callbacks):
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(_Bar())

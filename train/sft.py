@@ -7,13 +7,15 @@ from typing import Any
 
 from mosaic_gym.train.config import TrainConfig
 from mosaic_gym.train.demos import build_demos
-from mosaic_gym.train.policy import last_checkpoint, lora_config, trainer_args
+from mosaic_gym.train.policy import last_checkpoint, lora_config, quiet_progress, trainer_args
 
 
 def run_sft(config: TrainConfig, model: Any, tokenizer: Any, workdir: Path, resume: bool, callbacks: list[Any]) -> Any:
     """Train the warm-start adapter; returns the trainer (its model holds the adapter)."""
-    from datasets import Dataset
+    from datasets import Dataset, disable_progress_bars
     from trl import SFTConfig, SFTTrainer
+
+    disable_progress_bars()  # TRL's bars for truncating and filtering a few hundred rows: noise
 
     demos = build_demos(tokenizer, config.episodes, config.sft, config.seed)
     print(f"warm start: {demos.summary()}", flush=True)
@@ -41,5 +43,6 @@ def run_sft(config: TrainConfig, model: Any, tokenizer: Any, workdir: Path, resu
         peft_config=lora_config(config),
         callbacks=callbacks,
     )
+    quiet_progress(trainer, ("loss", "mean_token_accuracy"))
     trainer.train(resume_from_checkpoint=last_checkpoint(workdir) if resume else None)
     return trainer
