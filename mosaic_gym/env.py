@@ -78,8 +78,9 @@ class ToolEnv(gym.Env[str, str | Action | NativeReply]):
     * ``info`` holds the structured view (see :meth:`_info`); the last one holds the Outcome.
     * ``protocol="native"``: the agent calls tools as deployed models do (see
       :mod:`mosaic_gym.native`): ``info["tools"]`` adds the ``refuse`` tool, ``step`` takes a
-      :class:`NativeReply` (or plain text, which is an answer), and ``info["messages"]`` is the
-      chat in OpenAI's format, with ``tool_calls`` and ``tool`` messages answering their ids.
+      :class:`NativeReply` (or plain text, which is an answer), ``info["messages"]`` is the
+      chat in OpenAI's format, with ``tool_calls`` and ``tool`` messages answering their ids, and
+      every ``info`` carries the tools, which a native agent sends with each request.
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}  # noqa: RUF012  (Gymnasium's convention)
@@ -222,6 +223,8 @@ class ToolEnv(gym.Env[str, str | Action | NativeReply]):
             spans=spans,
         )
         info["reply"] = native.reply.message() if native is not None else None
+        if native is not None:  # every request of a native agent carries the tools
+            info["tools"] = json.loads(self._schemas_json)
         if terminated or truncated:
             episode.done = True
             entries.extend(world.settle(episode.step))
