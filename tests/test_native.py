@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 
 from mosaic_gym import Action, ParseError, ToolEnv
+from mosaic_gym.evaluation import TRAJECTORIES, EvalConfig, load_records, run_eval
 from mosaic_gym.native import (
     NO_PLAN,
+    PROTOCOLS,
     REFUSE_TOOL,
     NativeCall,
     NativeReply,
@@ -201,3 +204,20 @@ def test_protocol_mismatches_are_clear_errors() -> None:
     env.reset(seed=0)
     with pytest.raises(TypeError, match="needs an env made with protocol='native'"):
         env.step(NativeReply(content="hi"))
+
+
+def test_scripted_agents_measure_the_same_under_both_protocols(tmp_path: Path) -> None:
+    """The protocol changes how a model is addressed, not what is measured: on the same episodes,
+    every metric of every scripted agent is identical, though each native step went through
+    the native form (a reply with tool calls) and back."""
+    for agent in ("oracle", "naive", "refuse", "random"):
+        metrics = {}
+        for protocol in PROTOCOLS:
+            config = EvalConfig(agent=agent, episodes=20, seed=5, protocol=protocol)  # type: ignore[arg-type]
+            metrics[protocol] = run_eval(config, tmp_path / agent / protocol)
+            records = load_records(tmp_path / agent / protocol / TRAJECTORIES).values()
+            replies = [step["reply"] for record in records for step in record["steps"]]
+            assert all((reply is not None) == (protocol == "native") for reply in replies)
+        for block in ("overall", "by_suite", "by_kind", "by_attack"):
+            assert metrics["text"][block] == metrics["native"][block], (agent, block)
+        assert metrics["text"]["overall"]["episodes"] == 20
