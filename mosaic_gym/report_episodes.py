@@ -7,6 +7,7 @@ escaped on its own, so a ``<mark>`` never splits an entity and injected markup s
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -134,7 +135,10 @@ def skipped_blocks(reply: dict[str, Any]) -> str:
     for call in (reply.get("tool_calls") or [])[1:]:
         function = call.get("function") or {}
         label = f"not executed (one call per reply): call {call.get('id')}"
-        blocks.append(call_block(label, str(function.get("name")), function.get("arguments"), css="call skipped"))
+        arguments = function.get("arguments")
+        with contextlib.suppress(TypeError, ValueError):  # JSON text as written; they parse when a reply runs
+            arguments = json.loads(arguments)
+        blocks.append(call_block(label, str(function.get("name")), arguments, css="call skipped"))
     return "".join(blocks)
 
 
