@@ -52,8 +52,10 @@ def test_native_eval_sends_tools_and_ids_and_records_reasoning_and_the_protocol(
     openai_server: FakeOpenAI, tmp_path: Path
 ) -> None:
     openai_server.reply = look_then_answer
-    config = EvalConfig(agent="openai", model="fake", base_url=openai_server.url, episodes=2, envs=FILES)
-    metrics = run_eval(EvalConfig(**{**config.__dict__, "protocol": "native"}), tmp_path)
+    config = EvalConfig(
+        agent="openai", model="fake", base_url=openai_server.url, episodes=2, envs=FILES, protocol="native"
+    )
+    metrics = run_eval(config, tmp_path)
     assert metrics["run"]["protocol"] == "native" and metrics["overall"]["format_error_rate"]["value"] == 0
     probe, *requests = openai_server.requests
     assert probe["tools"][0]["function"]["name"] == REFUSE_TOOL and probe["max_tokens"] == 1, "preflight with a tool"
