@@ -135,7 +135,7 @@ def skipped_blocks(reply: dict[str, Any]) -> str:
     for call in (reply.get("tool_calls") or [])[1:]:
         function = call.get("function") or {}
         label = f"not executed (one call per reply): call {call.get('id')}"
-        arguments = function.get("arguments")
+        arguments: Any = function.get("arguments")
         with contextlib.suppress(TypeError, ValueError):  # JSON text as written; they parse when a reply runs
             arguments = json.loads(arguments)
         blocks.append(call_block(label, str(function.get("name")), arguments, css="call skipped"))
