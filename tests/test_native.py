@@ -197,6 +197,13 @@ def test_refusing_ends_the_episode_with_the_call_answered_and_text_ends_it_as_an
     assert terminated and not info["outcome"].refused and info["outcome"].answered
 
 
+def test_render_shows_native_calls() -> None:
+    env = ToolEnv("files", split="all", protocol="native", render_mode="ansi")
+    env.reset(seed=0)
+    env.step(NativeReply(content="Looking.", tool_calls=(_call("list_folder", {}),)))
+    assert "[assistant] Looking.\n-> list_folder({})" in str(env.render())
+
+
 def test_protocol_mismatches_are_clear_errors() -> None:
     with pytest.raises(ValueError, match="protocol must be 'text' or 'native'"):
         ToolEnv("files", protocol="json")  # type: ignore[arg-type]
