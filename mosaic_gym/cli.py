@@ -17,6 +17,7 @@ from mosaic_gym.attacks import ATTACKS
 from mosaic_gym.env import TIER_CHOICES
 from mosaic_gym.envs import ENV_IDS
 from mosaic_gym.evaluation import EvalError
+from mosaic_gym.native import PROTOCOLS
 from mosaic_gym.scenarios.loader import ScenarioLoadError, load_folder
 from mosaic_gym.scenarios.suite import Suite
 from mosaic_gym.selfcheck import check_suite
@@ -114,6 +115,13 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--temperature", type=float, default=0.0, help="sampling temperature, for --agent hf (default 0: greedy)"
     )
+    evaluate.add_argument(
+        "--protocol",
+        default="text",
+        choices=PROTOCOLS,
+        help="text (default): the <think>/<tool_call> reply format; native: the model's own tool calling "
+        "(tools=, tool_calls, a refuse tool), as deployed",
+    )
     evaluate.add_argument("--out", type=Path, required=True, help="run directory; the same command resumes it")
     evaluate.set_defaults(run=_eval)
 
@@ -140,6 +148,9 @@ def _parser() -> argparse.ArgumentParser:
     playing.add_argument("--seed", type=int, default=0, help="instance seed (default 0)")
     playing.add_argument("--attack", metavar="FAMILY", help="attack family of an injection task (see 'list')")
     playing.add_argument("--split", default="all", choices=("train", "heldout", "all"), help="templates to draw from")
+    playing.add_argument(
+        "--protocol", default="text", choices=PROTOCOLS, help="how your actions reach the env (default text)"
+    )
     playing.set_defaults(run=_play)
 
     training = commands.add_parser(
@@ -287,6 +298,7 @@ def _eval(args: argparse.Namespace) -> int:
         max_steps=args.max_steps,
         max_new_tokens=args.max_new_tokens,
         temperature=args.temperature,
+        protocol=args.protocol,
         batch_size=args.batch_size,
     )
     bars: list[Any] = []  # opened at the first episode, so a bad agent's error is the only output
@@ -337,7 +349,9 @@ def _play(args: argparse.Namespace) -> int:
     from mosaic_gym.play import PlayError, play
 
     try:
-        return play(args.env, task=args.task, seed=args.seed, attack=args.attack, split=args.split)
+        return play(
+            args.env, task=args.task, seed=args.seed, attack=args.attack, split=args.split, protocol=args.protocol
+        )
     except PlayError as error:
         raise UsageError(str(error)) from None
 
