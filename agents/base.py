@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from mosaic_gym.env import ToolEnv
+from mosaic_gym.native import NativeReply
 from mosaic_gym.protocol import Action
 
 
@@ -66,6 +67,7 @@ class AgentRuntimeError(Exception):
 class Agent(Protocol):
     name: str
 
-    def act_batch(self, turns: Sequence[Turn]) -> list[str | Action | Reply]:
-        """One reply (protocol text, an Action, or a Reply with tokens) per turn, in order."""
+    def act_batch(self, turns: Sequence[Turn]) -> list[str | Action | Reply | NativeReply]:
+        """One reply (protocol text, an Action, a Reply with tokens, or, in an env of the native
+        protocol, a NativeReply) per turn, in order."""
         ...

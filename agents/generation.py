@@ -4,8 +4,8 @@ Every episode of an env starts with the same long system prompt (protocol and to
 KV cache of the longest prefix that all prompts share is computed once and kept; each round
 then only pre-fills the rows' own suffixes. Between the shared prefix and a shorter suffix
 sits padding, hidden by the attention mask, with explicit positions so every token keeps its
-true position. Rows stop at EOS, at the end of an action block, or at the token budget, and
-drop out of the batch (and out of the KV cache) as they finish.
+true position. Rows stop at EOS, at the end of an action block of the text protocol, or at the
+token budget, and drop out of the batch (and out of the KV cache) as they finish.
 """
 
 from __future__ import annotations
@@ -45,10 +45,11 @@ class Generation:
 
 
 class BatchGenerator:
-    def __init__(self, model: Any, tokenizer: Any, sampling: Sampling) -> None:
+    def __init__(self, model: Any, tokenizer: Any, sampling: Sampling, stop_at_actions: bool = True) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.sampling = sampling
+        self.stop_at_actions = stop_at_actions  # False for the native protocol: a reply ends at EOS only
         self.device = next(model.parameters()).device
         eos = model.generation_config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos if eos is not None else tokenizer.eos_token_id])
@@ -161,6 +162,8 @@ class BatchGenerator:
     def _stopped(self, ids: list[int]) -> str | None:
         if ids[-1] in self.eos_ids:
             return "eos"
+        if not self.stop_at_actions:
+            return None
         tail = self.tokenizer.decode(ids[-_TAIL_TOKENS:], skip_special_tokens=True)
         return "stop_string" if any(tail.rstrip().endswith(s) for s in STOP_STRINGS) else None
 

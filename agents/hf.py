@@ -20,8 +20,10 @@ from typing import Any
 
 from mosaic_gym.agents.base import Reply, Turn
 from mosaic_gym.agents.generation import BatchGenerator, Sampling
+from mosaic_gym.agents.hf_native import NativeChat
 from mosaic_gym.agents.registry import AgentConfigError
 from mosaic_gym.agents.transcript import Transcript, TranscriptBuilder
+from mosaic_gym.native import NativeReply, ProtocolChoice
 
 EMBEDDED_MODEL = "smollm2-135m-instruct"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -169,6 +171,11 @@ class HFAgent:
     It keeps each episode as one :class:`Transcript` (the chat template's prompt, the generated
     ids exactly as sampled, each observation as the template renders it), so the model always
     sees what a trainer will later score, and each reply carries the episode's token trace.
+
+    With ``protocol="native"`` it renders each turn's chat with ``tools=`` through the chat
+    template, generates until EOS, and reads the model's tool-call format back into a
+    :class:`NativeReply` (see :mod:`mosaic_gym.agents.hf_native`); no token trace, as the
+    trainer uses the text protocol.
     """
 
     name = "hf"
@@ -180,8 +187,11 @@ class HFAgent:
         sampling: Sampling | None = None,
         device: str | None = None,
         dtype: str | None = None,
+        protocol: ProtocolChoice = "text",
     ) -> None:
-        self._setup(*load_model(model, adapter, device, dtype), sampling or Sampling())
+        network, tokenizer = load_model(model, adapter, device, dtype)
+        native = NativeChat(tokenizer, str(model or EMBEDDED_MODEL)) if protocol == "native" else None
+        self._setup(network, tokenizer, sampling or Sampling(), native=native)
 
     @classmethod
     def wrap(cls, network: Any, tokenizer: Any, sampling: Sampling, opening: ForcedOpening | None = None) -> HFAgent:
@@ -190,9 +200,17 @@ class HFAgent:
         agent._setup(network, tokenizer, sampling, opening)
         return agent
 
-    def _setup(self, network: Any, tokenizer: Any, sampling: Sampling, opening: ForcedOpening | None = None) -> None:
+    def _setup(
+        self,
+        network: Any,
+        tokenizer: Any,
+        sampling: Sampling,
+        opening: ForcedOpening | None = None,
+        native: NativeChat | None = None,
+    ) -> None:
         self.model, self.tokenizer = network, tokenizer
-        self.generator = BatchGenerator(network, tokenizer, sampling)
+        self.native = native
+        self.generator = BatchGenerator(network, tokenizer, sampling, stop_at_actions=native is None)
         self.transcripts = TranscriptBuilder(tokenizer)
         self.max_context = int(getattr(network.config, "max_position_embeddings", 4096))
         self.opening = opening
@@ -208,13 +226,15 @@ class HFAgent:
         self.generator.sampling = sampling
 
     def act_batch(self, turns: Sequence[Turn]) -> list[str | Any]:
+        if self.native is not None:
+            return self._act_native(turns, self.native)
         episodes = [self._episode(turn) for turn in turns]
         fits = [len(e.ids) + self.sampling.max_new_tokens <= self.max_context for e in episodes]
         forced = [i for i, ok in enumerate(fits) if ok and self._forced(turns[i])]
         todo = [i for i, ok in enumerate(fits) if ok and i not in forced]
         generations = self.generator.generate(
             [episodes[i].ids for i in todo],
-            [_sample_seed(self.sampling.seed, turns[i]) for i in todo],
+            [sample_seed(self.sampling.seed, turns[i]) for i in todo],
         )
         replies: list[str | Any] = [Reply("") for _ in turns]  # an empty reply is a counted format error
         for i, generation in zip(todo, generations, strict=True):
@@ -228,6 +248,20 @@ class HFAgent:
             replies[i] = Reply(self.opening.text, episodes[i].trace())
         return replies
 
+    def _act_native(self, turns: Sequence[Turn], native: NativeChat) -> list[str | Any]:
+        """Each turn's chat rendered afresh with its tools, as a server would; a prompt too long
+        for the context gets an empty reply, a counted format error."""
+        prompts = [native.prompt(turn.info) for turn in turns]
+        ids = [self.transcripts.tokens(prompt) for prompt in prompts]
+        todo = [i for i, prompt in enumerate(ids) if len(prompt) + self.sampling.max_new_tokens <= self.max_context]
+        generations = self.generator.generate(
+            [ids[i] for i in todo], [sample_seed(self.sampling.seed, turns[i]) for i in todo]
+        )
+        replies: list[str | Any] = [NativeReply() for _ in turns]
+        for i, generation in zip(todo, generations, strict=True):
+            replies[i] = native.read(prompts[i], generation.token_ids, ended_with_eos=generation.stop == "eos")
+        return replies
+
     def _forced(self, turn: Turn) -> bool:
         return self.opening is not None and turn.step == 0 and turn.sample < self.opening.samples
 
@@ -239,7 +273,7 @@ class HFAgent:
         return self._episodes[id(turn.env)]
 
 
-def _sample_seed(seed: int, turn: Turn) -> int:
+def sample_seed(seed: int, turn: Turn) -> int:
     """One sampling seed per reply: the same episode, sample index and step always draw alike,
     and the samples of one episode that a trainer groups draw differently."""
     return hash((seed, turn.episode_seed, turn.sample, turn.step)) & 0x7FFFFFFF

@@ -1,9 +1,14 @@
 """An agent backed by any OpenAI-compatible chat endpoint: vLLM, llama.cpp's server, ollama.
 
-The env's chat is sent as is, except that ``tool`` messages become ``user`` messages: our
-protocol puts tool calls in the reply text, so those messages have no ``tool_call_id`` and
-strict servers would reject them. Generation stops at the closing tag of the action, which
-servers strip from the text; the agent puts it back so the reply parses.
+In the text protocol (the default) the env's chat is sent as is, except that ``tool`` messages
+become ``user`` messages: that protocol puts tool calls in the reply text, so those messages
+have no ``tool_call_id`` and strict servers would reject them. Generation stops at the closing
+tag of the action, which servers strip from the text; the agent puts it back so the reply parses.
+
+In the native protocol the request carries the env's tool schemas as ``tools=``, the chat goes
+out in OpenAI's format (assistant ``tool_calls``, ``tool`` messages with their ids), and the
+reply comes back as a :class:`NativeReply`: its text, its ``tool_calls``, and the reasoning a
+server's reasoning parser put in ``reasoning_content`` (or ``reasoning``).
 
 Every failure of the endpoint (unreachable, unknown model, refused key, timeout) becomes an
 :class:`AgentRuntimeError` with a one-line message, and a preflight on construction makes a
@@ -18,9 +23,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
 import openai
-from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
+from openai.types.chat import ChatCompletion, ChatCompletionMessageFunctionToolCall, ChatCompletionMessageParam
 
 from mosaic_gym.agents.base import AgentRuntimeError, Turn
+from mosaic_gym.native import REFUSE_SCHEMA, NativeCall, NativeReply, ProtocolChoice
 from mosaic_gym.protocol import ACTION_BLOCKS, Action
 
 STOP = [f"</{block}>" for block in ACTION_BLOCKS]
@@ -56,6 +62,7 @@ class OpenAIAgent:
         seed: int | None = None,
         concurrency: int = 8,
         preflight: bool = True,
+        protocol: ProtocolChoice = "text",
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -72,52 +79,57 @@ class OpenAIAgent:
         self.max_tokens = max_tokens
         self.seed = seed
         self.concurrency = concurrency
+        self.protocol = protocol
         # Completion tokens per episode, keyed by id(env); reset when an episode starts.
         self.tokens_used: dict[int, int] = {}
         self._client = endpoint_client(base_url, api_key_env, timeout, max_retries)
         if preflight:
             self._preflight()
 
-    def act_batch(self, turns: Sequence[Turn]) -> list[str | Action]:
+    def act_batch(self, turns: Sequence[Turn]) -> list[str | Action | NativeReply]:
         """One request per turn, at most ``concurrency`` in flight; replies in the turns' order."""
         if not turns:
             return []
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(turns))) as pool:
-            futures = [pool.submit(self._complete, convert_messages(turn.info["messages"])) for turn in turns]
+            futures = [pool.submit(self._request, turn) for turn in turns]
             try:
                 results = [future.result() for future in futures]
             except BaseException:
                 for future in futures:
                     future.cancel()  # no new requests once one has failed; running ones end by timeout
                 raise
-        replies: list[str | Action] = []
-        for turn, (text, tokens) in zip(turns, results, strict=True):
+        replies: list[str | Action | NativeReply] = []
+        for turn, (reply, tokens) in zip(turns, results, strict=True):
             key = id(turn.env)
             if turn.step == 0:
                 self.tokens_used[key] = 0
             self.tokens_used[key] = self.tokens_used.get(key, 0) + tokens
-            replies.append(text)
+            replies.append(reply)
         return replies
 
-    def _complete(self, messages: list[dict[str, str]]) -> tuple[str, int]:
-        """The reply text (closing tag restored) and its completion token count."""
-        extra: dict[str, Any] = {}
+    def _request(self, turn: Turn) -> tuple[str | NativeReply, int]:
+        """The reply (text with its closing tag restored, or a NativeReply) and its completion tokens."""
+        if self.protocol == "native":
+            response = self._complete(native_messages(turn.info["messages"]), tools=turn.info["tools"])
+            return native_reply(response), _completion_tokens(response)
+        response = self._complete(convert_messages(turn.info["messages"]), stop=STOP)
+        return _reply_text(response), _completion_tokens(response)
+
+    def _complete(self, messages: list[dict[str, Any]], **request: Any) -> ChatCompletion:
         if self.top_p is not None:
-            extra["top_p"] = self.top_p
+            request["top_p"] = self.top_p
         if self.seed is not None:
-            extra["seed"] = self.seed
+            request["seed"] = self.seed
         try:
-            response = self._client.chat.completions.create(
+            return self._client.chat.completions.create(
                 model=self.model,
                 messages=cast("list[ChatCompletionMessageParam]", messages),
                 temperature=self.temperature,
                 max_tokens=self.max_tokens,
-                stop=STOP,
-                **extra,
+                **request,
             )
         except openai.OpenAIError as error:
             raise self._explain(error) from None
-        return _reply_text(response), _completion_tokens(response)
 
     def _preflight(self) -> None:
         """Fail now, naming the URL and model, rather than after the first batch of episodes."""
@@ -128,12 +140,14 @@ class OpenAIAgent:
             served = None  # some servers have no model listing; the request below decides
         except openai.OpenAIError as error:
             raise self._explain(error) from None
-        if served is not None and self.model in served:
+        if served is not None and self.model in served and self.protocol == "text":
             return
         # Not listed: llama.cpp serves whatever name it is asked for and ollama lists tags, so ask.
+        # Natively, always ask with a tool, so that a server without tool calling fails now.
+        tools: dict[str, Any] = {"tools": [REFUSE_SCHEMA]} if self.protocol == "native" else {}
         try:
             self._client.chat.completions.create(
-                model=self.model, messages=[{"role": "user", "content": "Say OK."}], max_tokens=1
+                model=self.model, messages=[{"role": "user", "content": "Say OK."}], max_tokens=1, **tools
             )
         except openai.NotFoundError:
             if served is None:
@@ -163,7 +177,11 @@ class OpenAIAgent:
         if isinstance(error, openai.NotFoundError):
             return AgentRuntimeError(f"model {self.model!r} not found at {self.base_url}: {_server_message(error)}")
         if isinstance(error, openai.APIStatusError):
-            return AgentRuntimeError(f"{where} answered {error.status_code}: {_server_message(error)}")
+            message = _server_message(error)
+            hint = ""
+            if self.protocol == "native" and error.status_code == 400 and "tool" in message.lower():
+                hint = " (--protocol native needs a server with tool calling on; see docs/agents.md)"
+            return AgentRuntimeError(f"{where} answered {error.status_code}: {message}{hint}")
         return AgentRuntimeError(f"request to {where} failed: {_one_line(str(error))}")
 
 
@@ -177,6 +195,42 @@ def convert_messages(messages: Sequence[dict[str, str]]) -> list[dict[str, str]]
         else:
             converted.append({"role": role, "content": content})
     return converted
+
+
+def native_messages(messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The env's native chat in the fields the API defines: reasoning stays out of the history
+    (servers expect it so), and a ``tool`` message carries its call id, not a name."""
+    converted: list[dict[str, Any]] = []
+    for message in messages:
+        if message["role"] == "tool":
+            converted.append({"role": "tool", "tool_call_id": message["tool_call_id"], "content": message["content"]})
+        elif message["role"] == "assistant":
+            keep = ("role", "content", "tool_calls")
+            converted.append({key: message[key] for key in keep if key in message})
+        else:
+            converted.append({"role": message["role"], "content": message["content"]})
+    return converted
+
+
+def native_reply(response: ChatCompletion) -> NativeReply:
+    """The first choice as a NativeReply; no choice at all is an empty reply (a format error)."""
+    tokens = _completion_tokens(response)
+    if not response.choices:
+        return NativeReply(tokens=tokens)
+    message = response.choices[0].message
+    extra = message.model_extra or {}
+    reasoning = extra.get("reasoning_content") or extra.get("reasoning")  # vLLM's and ollama's names
+    calls = tuple(
+        NativeCall(call.function.name or "", call.function.arguments or "", call.id or "")
+        for call in message.tool_calls or []
+        if isinstance(call, ChatCompletionMessageFunctionToolCall)  # custom (free-text) tools are never offered
+    )
+    return NativeReply(
+        content=message.content or "",
+        reasoning=reasoning if isinstance(reasoning, str) else None,
+        tool_calls=calls,
+        tokens=tokens,
+    )
 
 
 def restore_stop(text: str, finish_reason: str | None) -> str:

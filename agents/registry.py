@@ -8,6 +8,7 @@ from pathlib import Path
 
 from mosaic_gym.agents.base import Agent
 from mosaic_gym.agents.scripted import NaiveAgent, OracleAgent, RandomAgent, RefuseAgent
+from mosaic_gym.native import PROTOCOLS, ProtocolChoice
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,7 @@ class AgentOptions:
     base_url: str | None = None
     max_new_tokens: int | None = None  # per reply, for the hf agent
     temperature: float = 0.0  # sampling temperature of the hf agent; 0 is greedy
+    protocol: ProtocolChoice = "text"  # how LLM agents address the model; scripted agents play either
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,7 @@ def _openai(options: AgentOptions) -> Agent:
         if error.name != "openai" and not str(error.name).startswith("openai."):
             raise
         raise AgentConfigError("agent 'openai' needs the openai package: pip install 'mosaic-gym[openai]'") from None
-    return OpenAIAgent(options.base_url, options.model, seed=options.seed)
+    return OpenAIAgent(options.base_url, options.model, seed=options.seed, protocol=options.protocol)
 
 
 def _hf(options: AgentOptions) -> Agent:
@@ -84,9 +86,8 @@ def _hf(options: AgentOptions) -> Agent:
             f"agent 'hf' needs the LLM extra ({error.name} is missing): pip install 'mosaic-gym[llm]'"
         ) from None
     budget = {} if options.max_new_tokens is None else {"max_new_tokens": options.max_new_tokens}
-    return HFAgent(
-        options.model, options.adapter, Sampling(seed=options.seed, temperature=options.temperature, **budget)
-    )
+    sampling = Sampling(seed=options.seed, temperature=options.temperature, **budget)
+    return HFAgent(options.model, options.adapter, sampling, protocol=options.protocol)
 
 
 def _human() -> Agent:
@@ -105,6 +106,8 @@ def make_agent(name: str, options: AgentOptions) -> Agent:
         raise AgentConfigError(f"agent {name!r} takes no --max-new-tokens (only the hf agent does)")
     if options.temperature != 0.0 and name != "hf":
         raise AgentConfigError(f"agent {name!r} takes no --temperature (only the hf agent does)")
+    if options.protocol not in PROTOCOLS:
+        raise AgentConfigError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {options.protocol!r}")
     if options.temperature < 0:
         raise AgentConfigError(f"--temperature must be 0 (greedy) or more, got {options.temperature}")
     if options.base_url is not None and not entry.uses_base_url:

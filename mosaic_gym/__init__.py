@@ -10,6 +10,7 @@ import gymnasium
 
 from mosaic_gym.env import EnvSnapshot, ToolEnv
 from mosaic_gym.envs import ENV_IDS, SUITES
+from mosaic_gym.native import NativeCall, NativeReply
 from mosaic_gym.outcome import Outcome
 from mosaic_gym.protocol import Action, ParseError, parse, render
 from mosaic_gym.scenarios.suite import Suite
@@ -25,6 +26,8 @@ __all__ = [
     "SUITES",
     "Action",
     "EnvSnapshot",
+    "NativeCall",
+    "NativeReply",
     "Outcome",
     "ParseError",
     "Suite",

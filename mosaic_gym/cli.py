@@ -17,6 +17,7 @@ from mosaic_gym.attacks import ATTACKS
 from mosaic_gym.env import TIER_CHOICES
 from mosaic_gym.envs import ENV_IDS
 from mosaic_gym.evaluation import EvalError
+from mosaic_gym.native import PROTOCOLS
 from mosaic_gym.scenarios.loader import ScenarioLoadError, load_folder
 from mosaic_gym.scenarios.suite import Suite
 from mosaic_gym.selfcheck import check_suite
@@ -78,6 +79,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--instances", type=_positive, default=5, help="instances (seeds) per template (default 5)")
     check.add_argument(
+        "--mutate",
+        action="store_true",
+        help="also audit the checks: play mutated references (wrong argument, dropped call, answer without "
+        "the facts, extra harmless call) and fail on any check that lets a wrong execution through",
+    )
+    check.add_argument(
         "--import",
         dest="imports",
         action="append",
@@ -108,6 +115,13 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--temperature", type=float, default=0.0, help="sampling temperature, for --agent hf (default 0: greedy)"
     )
+    evaluate.add_argument(
+        "--protocol",
+        default="text",
+        choices=PROTOCOLS,
+        help="text (default): the <think>/<tool_call> reply format; native: the model's own tool calling "
+        "(tools=, tool_calls, a refuse tool), as deployed",
+    )
     evaluate.add_argument("--out", type=Path, required=True, help="run directory; the same command resumes it")
     evaluate.set_defaults(run=_eval)
 
@@ -134,6 +148,9 @@ def _parser() -> argparse.ArgumentParser:
     playing.add_argument("--seed", type=int, default=0, help="instance seed (default 0)")
     playing.add_argument("--attack", metavar="FAMILY", help="attack family of an injection task (see 'list')")
     playing.add_argument("--split", default="all", choices=("train", "heldout", "all"), help="templates to draw from")
+    playing.add_argument(
+        "--protocol", default="text", choices=PROTOCOLS, help="how your actions reach the env (default text)"
+    )
     playing.set_defaults(run=_play)
 
     training = commands.add_parser(
@@ -281,6 +298,7 @@ def _eval(args: argparse.Namespace) -> int:
         max_steps=args.max_steps,
         max_new_tokens=args.max_new_tokens,
         temperature=args.temperature,
+        protocol=args.protocol,
         batch_size=args.batch_size,
     )
     bars: list[Any] = []  # opened at the first episode, so a bad agent's error is the only output
@@ -331,7 +349,9 @@ def _play(args: argparse.Namespace) -> int:
     from mosaic_gym.play import PlayError, play
 
     try:
-        return play(args.env, task=args.task, seed=args.seed, attack=args.attack, split=args.split)
+        return play(
+            args.env, task=args.task, seed=args.seed, attack=args.attack, split=args.split, protocol=args.protocol
+        )
     except PlayError as error:
         raise UsageError(str(error)) from None
 
@@ -353,7 +373,7 @@ def _check(args: argparse.Namespace) -> int:
         suites = [Suite(args.path.name, tuple(args.services), args.path.resolve())]
     else:
         suites = list(SUITES.values())
-    failed = 0
+    failed = loose = 0
     for suite in suites:
         count = len(suite.templates())
         print(f"{suite.name}: checking {count} templates x {args.instances} instances ", end="", flush=True)
@@ -362,11 +382,34 @@ def _check(args: argparse.Namespace) -> int:
         for problem in problems:
             print(f"  FAIL {problem}")
         failed += len(problems)
-    if failed:
-        print(f"check failed: {failed} problem(s)", file=sys.stderr)
+        if args.mutate and not problems:
+            loose += _mutation_audit(suite, args.instances)
+        elif args.mutate:
+            print(f"{suite.name}: mutation audit skipped until the problems above are fixed")
+    if failed or loose:
+        print(f"check failed: {failed} problem(s), {loose} loose check(s)", file=sys.stderr)
         return 1
     print("check passed")
     return 0
+
+
+def _mutation_audit(suite: Suite, instances: int) -> int:
+    """Print a verdict per template; return how many mutations its checks misjudged."""
+    from tqdm import tqdm
+
+    from mosaic_gym.mutations import audit_suite
+    from mosaic_gym.mutations.report import verdict_lines
+
+    templates = suite.templates()
+    with tqdm(total=len(templates), unit="template", desc=f"{suite.name}: mutating", dynamic_ncols=True) as bar:
+        verdicts = list(audit_suite(suite, instances, progress=lambda _: bar.update()))
+    played = sum(v.played for v in verdicts)
+    loose = sum(len(v.loose) for v in verdicts)
+    summary = "every check held" if not loose else f"{loose} loose check(s)"
+    print(f"{suite.name}: mutation audit, {played} mutated trajectories over {instances} instances: {summary}")
+    for verdict in verdicts:
+        print("\n".join(verdict_lines(verdict)))
+    return loose
 
 
 def _run_user_file(path: Path) -> None:

@@ -124,7 +124,14 @@ class Run:
             name += ":" + Path(str(self.info["model"])).name
         if self.info.get("adapter"):
             name += "+" + Path(str(self.info["adapter"])).name
+        if self.protocol != "text":
+            name += f" [{self.protocol}]"
         return f"{name} ({self.path.resolve().name})"
+
+    @property
+    def protocol(self) -> str:
+        """How the agent was addressed; runs from before the native protocol used text."""
+        return str(self.info.get("protocol") or "text")
 
 
 def load(path: Path) -> Run:
@@ -181,10 +188,10 @@ def compare(runs: Sequence[Run]) -> Comparison:
 
 
 def _notes(runs: Sequence[Run]) -> list[str]:
-    """Differences in what the runs played (split, tier, envs, episodes, seed), worth knowing when reading."""
+    """Differences in how the runs played (protocol, split, tier, envs, episodes, seed), worth knowing when reading."""
     notes = []
-    for key in ("split", "tier", "envs", "episodes", "seed"):
-        seen = [run.info.get(key) for run in runs]
+    for key in ("protocol", "split", "tier", "envs", "episodes", "seed"):
+        seen = [run.protocol if key == "protocol" else run.info.get(key) for run in runs]
         if any(value != seen[0] for value in seen):
             shown = ", ".join(f"[{i}] {_short(value)}" for i, value in enumerate(seen, 1))
             notes.append(f"runs differ in {key}: {shown}")

@@ -6,15 +6,27 @@ import copy
 import difflib
 import json
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
 
 from mosaic_gym.attacks import find_spans
+from mosaic_gym.native import (
+    PROTOCOLS,
+    REFUSE_SCHEMA,
+    REFUSE_TOOL,
+    NativeReply,
+    NativeStep,
+    ProtocolChoice,
+    parse_native,
+    render_native,
+    skipped_messages,
+    tool_message,
+)
 from mosaic_gym.outcome import PENALTY_FORMAT_ERROR, IrreversibleCall, Outcome, judge, scalar_reward
-from mosaic_gym.prompts import system_prompt, tools_section
+from mosaic_gym.prompts import NATIVE_PROTOCOL, flagged_schema, system_prompt, tools_section
 from mosaic_gym.protocol import MAX_TEXT_CHARS, Action, ParseError, parse, render
 from mosaic_gym.scenarios.instantiate import Task, instantiate
 from mosaic_gym.scenarios.predicates import Evidence
@@ -36,7 +48,7 @@ class Episode:
 
     task: Task
     max_steps: int
-    messages: list[dict[str, str]]
+    messages: list[dict[str, Any]]
     step: int = 0
     format_errors: int = 0
     tool_errors: int = 0
@@ -54,7 +66,7 @@ class EnvSnapshot:
     rng_state: dict[str, Any]
 
 
-class ToolEnv(gym.Env[str, str | Action]):
+class ToolEnv(gym.Env[str, str | Action | NativeReply]):
     """An agent acts in a simulated world through text (or :class:`Action` objects).
 
     * ``reset(seed=, options={"task": template_id, "attack": family})`` draws a task instance
@@ -64,6 +76,11 @@ class ToolEnv(gym.Env[str, str | Action]):
       a format error (counted) and the episode goes on; ``<refuse>`` or ``<answer>`` ends it
       (``terminated``); the step budget ends it too (``truncated``).
     * ``info`` holds the structured view (see :meth:`_info`); the last one holds the Outcome.
+    * ``protocol="native"``: the agent calls tools as deployed models do (see
+      :mod:`mosaic_gym.native`): ``info["tools"]`` adds the ``refuse`` tool, ``step`` takes a
+      :class:`NativeReply` (or plain text, which is an answer), ``info["messages"]`` is the
+      chat in OpenAI's format, with ``tool_calls`` and ``tool`` messages answering their ids, and
+      every ``info`` carries the tools, which a native agent sends with each request.
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}  # noqa: RUF012  (Gymnasium's convention)
@@ -76,8 +93,11 @@ class ToolEnv(gym.Env[str, str | Action]):
         tasks: list[str] | None = None,
         render_mode: str | None = None,
         tier: TierChoice = "all",
+        protocol: ProtocolChoice = "text",
     ) -> None:
         self.suite = _suite(suite)
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be 'text' or 'native', got {protocol!r}")
         if split not in ("train", "heldout", "all"):
             raise ValueError(f"split must be 'train', 'heldout' or 'all', got {split!r}")
         if tier not in TIER_CHOICES:
@@ -99,10 +119,18 @@ class ToolEnv(gym.Env[str, str | Action]):
         self.tier = tier
         self.max_steps = max_steps
         self.render_mode = render_mode
+        self.protocol = protocol
         self.tools = {t.name: t for t in self.suite.tools()}
-        self._tools_text = tools_section(list(self.tools.values()))
+        if protocol == "native":
+            if REFUSE_TOOL in self.tools:
+                raise ValueError(f"suite {self.suite.name!r} has a tool named {REFUSE_TOOL!r}, the native refusal")
+            self._tools_text = NATIVE_PROTOCOL
+            schemas = [flagged_schema(t) for t in self.tools.values()] + [REFUSE_SCHEMA]
+        else:
+            self._tools_text = tools_section(list(self.tools.values()))
+            schemas = [t.schema for t in self.tools.values()]
         # Schemas go out as fresh objects in every reset's info; decoding JSON is the cheapest copy.
-        self._schemas_json = json.dumps([t.schema for t in self.tools.values()])
+        self._schemas_json = json.dumps(schemas)
         self.observation_space = UnicodeText(MAX_OBSERVATION_CHARS)
         self.action_space = UnicodeText(MAX_TEXT_CHARS)
         self._episode: Episode | None = None
@@ -133,22 +161,23 @@ class ToolEnv(gym.Env[str, str | Action]):
         info["tools"] = json.loads(self._schemas_json)
         return observation, info
 
-    def step(self, action: str | Action) -> tuple[str, float, bool, bool, dict[str, Any]]:
+    def step(self, action: str | Action | NativeReply) -> tuple[str, float, bool, bool, dict[str, Any]]:
         episode = self._episode
         if episode is None:
             raise RuntimeError("call reset() before step()")
         if episode.done:
             raise RuntimeError("the episode is over; call reset() to start a new one")
-        if isinstance(action, Action):
-            parsed: Action | ParseError = action
-            text = render(action)
-        elif isinstance(action, str):
-            text = action
-            parsed = parse(action)
+        native = self._read_native(action, episode.step + 1) if self.protocol == "native" else None
+        if native is not None:
+            parsed = native.action
+            reply = native.reply if isinstance(parsed, Action) else replace(native.reply, tool_calls=())
+            episode.messages.append(reply.message())  # a call that failed to read never enters the chat
         else:
-            raise TypeError(f"action must be agent text (str) or an Action, got {type(action).__name__}")
+            parsed = self._read_text(action)
+            episode.messages.append(
+                {"role": "assistant", "content": render(action) if isinstance(action, Action) else str(action)}
+            )
         episode.step += 1
-        episode.messages.append({"role": "assistant", "content": text})
         world = episode.task.world
         entries: list[JournalEntry] = []
         spans: list[tuple[int, int]] = []
@@ -173,12 +202,14 @@ class ToolEnv(gym.Env[str, str | Action]):
             episode.tool_errors += not result.ok
             observation = result.output
             spans = find_spans(observation, world.adversarial)
-            episode.messages.append({"role": "tool", "name": parsed.tool, "content": observation})
+            self._tool_result(episode, native, parsed.tool, observation)
         else:
             terminated = True
             if parsed.kind == "refuse":
                 episode.refusal_step = episode.step
                 observation = "Episode over: you refused the task."
+                if native is not None:  # the refuse call gets its answer, as every call does
+                    self._tool_result(episode, native, REFUSE_TOOL, observation)
             else:
                 episode.answer = parsed.message
                 observation = "Episode over: your answer was delivered to the user."
@@ -191,6 +222,9 @@ class ToolEnv(gym.Env[str, str | Action]):
             entries=entries,
             spans=spans,
         )
+        info["reply"] = native.reply.message() if native is not None else None
+        if native is not None:  # every request of a native agent carries the tools
+            info["tools"] = json.loads(self._schemas_json)
         if terminated or truncated:
             episode.done = True
             entries.extend(world.settle(episode.step))
@@ -203,7 +237,7 @@ class ToolEnv(gym.Env[str, str | Action]):
     def render(self) -> str | None:
         if self.render_mode != "ansi" or self._episode is None:
             return None
-        return "\n\n".join(f"[{m['role']}] {m['content']}" for m in self._episode.messages[1:])
+        return "\n\n".join(_rendered(message) for message in self._episode.messages[1:])
 
     # -- Branching -----------------------------------------------------------------------
 
@@ -231,6 +265,33 @@ class ToolEnv(gym.Env[str, str | Action]):
 
     # -- Internals -----------------------------------------------------------------------
 
+    def _read_text(self, action: str | Action | NativeReply) -> Action | ParseError:
+        if isinstance(action, Action):
+            return action
+        if isinstance(action, str):
+            return parse(action)
+        if isinstance(action, NativeReply):
+            raise TypeError("a NativeReply needs an env made with protocol='native'; this one reads text")
+        raise TypeError(f"action must be agent text (str) or an Action, got {type(action).__name__}")
+
+    def _read_native(self, action: str | Action | NativeReply, step: int) -> NativeStep:
+        """A native reply read; an Action goes out and back through its native form, and text is an answer."""
+        if isinstance(action, Action):
+            action = render_native(action, step)
+        elif isinstance(action, str):
+            action = NativeReply(content=action)
+        elif not isinstance(action, NativeReply):
+            raise TypeError(f"action must be a NativeReply, text or an Action, got {type(action).__name__}")
+        return parse_native(action, step)
+
+    def _tool_result(self, episode: Episode, native: NativeStep | None, tool: str, output: str) -> None:
+        """The chat message(s) carrying a call's result: natively, one per call id of the reply."""
+        if native is None:
+            episode.messages.append({"role": "tool", "name": tool, "content": output})
+            return
+        episode.messages.append(tool_message(native.reply.tool_calls[0], output))
+        episode.messages.extend(skipped_messages(native))
+
     def _info(
         self,
         episode: Episode,
@@ -244,6 +305,7 @@ class ToolEnv(gym.Env[str, str | Action]):
             "kind": episode.task.spec.kind,
             "attack": episode.task.attack,
             "step": episode.step,
+            "protocol": self.protocol,
             "messages": [dict(m) for m in episode.messages],
             "action": action,
             "format_error": format_error,
@@ -267,6 +329,14 @@ class ToolEnv(gym.Env[str, str | Action]):
             steps=episode.step,
             truncated=truncated,
         )
+
+
+def _rendered(message: dict[str, Any]) -> str:
+    """``[role] content``, and each tool call of a native reply as ``-> name(arguments)``."""
+    calls = [call["function"] for call in message.get("tool_calls") or []]
+    return "\n".join(
+        [f"[{message['role']}] {message['content']}"] + [f"-> {c['name']}({c['arguments']})" for c in calls]
+    )
 
 
 def _suite(suite: str | Suite) -> Suite:

@@ -20,6 +20,7 @@ from mosaic_gym.agents.registry import AgentOptions, make_agent
 from mosaic_gym.env import TIER_CHOICES, ToolEnv
 from mosaic_gym.envs import ENV_IDS, SUITE_OF
 from mosaic_gym.metrics import Episode, compute
+from mosaic_gym.native import PROTOCOLS, ProtocolChoice
 from mosaic_gym.records import dumps, episode_key, outcome_of, to_record
 from mosaic_gym.rollout import EpisodeSpec, rollout
 
@@ -46,6 +47,7 @@ class EvalConfig:
     max_steps: int | None = None  # replies per episode; None: the env's budget (12)
     max_new_tokens: int | None = None  # tokens per reply, for LLM agents; None: the agent's default
     temperature: float = 0.0  # sampling temperature of the hf agent; 0 is greedy
+    protocol: ProtocolChoice = "text"  # text, or native: tools through the model's function calling
     batch_size: int = field(default=16, compare=False)
 
     def __post_init__(self) -> None:
@@ -58,6 +60,8 @@ class EvalConfig:
             raise EvalError(f"split must be train, heldout or all, got {self.split!r}")
         if self.tier not in TIER_CHOICES:
             raise EvalError(f"tier must be starter, standard or all, got {self.tier!r}")
+        if self.protocol not in PROTOCOLS:
+            raise EvalError(f"protocol must be text or native, got {self.protocol!r}")
         if self.episodes < 1:
             raise EvalError(f"episodes must be at least 1, got {self.episodes}")
         if self.batch_size < 1:
@@ -94,6 +98,7 @@ def run_eval(config: EvalConfig, out: Path, on_episode: Callable[[int, int], Non
         base_url=config.base_url,
         max_new_tokens=config.max_new_tokens,
         temperature=config.temperature,
+        protocol=config.protocol,
     )
     agent = make_agent(config.agent, options)
     agent_info = {"name": config.agent, "model": config.model, "adapter": config.adapter}
@@ -106,7 +111,7 @@ def run_eval(config: EvalConfig, out: Path, on_episode: Callable[[int, int], Non
         for env_id in config.envs:
             index_of = {seed: index for e, index, seed in todo if e == env_id}
             specs = [EpisodeSpec(seed=seed) for seed in index_of]
-            make_env = _env_factory(env_id, config.split, config.tier, config.max_steps)
+            make_env = _env_factory(env_id, config.split, config.tier, config.max_steps, config.protocol)
             for trajectory in rollout(agent, make_env, specs, batch_size=config.batch_size):
                 record = to_record(trajectory, env_id, index_of[trajectory.spec.seed], config.split, agent_info)
                 os.write(fd, dumps(record))
@@ -166,8 +171,8 @@ def load_run(out: Path) -> dict[str, Any]:
 def _claim(out: Path, config: EvalConfig) -> None:
     run_file = out / RUN_FILE
     if run_file.exists():
-        # Runs written before these settings existed played every tier, greedily.
-        previous = {"tier": "all", "temperature": 0.0, **json.loads(run_file.read_text())}
+        # Runs written before these settings existed played every tier, greedily, in the text protocol.
+        previous = {"tier": "all", "temperature": 0.0, "protocol": "text", **json.loads(run_file.read_text())}
         if previous != config.identity():
             changed = sorted(k for k in config.identity() if previous.get(k) != config.identity()[k])
             raise EvalError(
@@ -180,10 +185,10 @@ def _claim(out: Path, config: EvalConfig) -> None:
         _write_atomic(run_file, json.dumps(config.identity(), indent=2))
 
 
-def _env_factory(env_id: str, split: str, tier: str, max_steps: int | None) -> Callable[[], ToolEnv]:
+def _env_factory(env_id: str, split: str, tier: str, max_steps: int | None, protocol: str) -> Callable[[], ToolEnv]:
     suite = SUITE_OF[env_id]
     budget = {} if max_steps is None else {"max_steps": max_steps}  # none given: the env's own
-    return lambda: ToolEnv(suite, split=split, tier=tier, **budget)  # type: ignore[arg-type]
+    return lambda: ToolEnv(suite, split=split, tier=tier, protocol=protocol, **budget)  # type: ignore[arg-type]
 
 
 def _path(value: str | None) -> Path | None:

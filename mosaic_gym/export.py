@@ -2,7 +2,8 @@
 
 Arrow needs one schema for every row, so each record becomes flat scalar columns (who played
 which episode, and the outcome fields people filter on), ``messages`` as a list of
-``{role, content, name}`` structs (``name`` is null where a message has none), and the nested,
+``{role, content, name, tool_calls, tool_call_id}`` structs (null where a message has none;
+``tool_calls``, from the native protocol, as JSON text), and the nested,
 heterogeneous parts as JSON text: ``steps_json`` (each step with its action arguments and
 journal) and ``outcome_json`` (the full Outcome). ``json.loads`` turns them back.
 
@@ -41,6 +42,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("agent_name", "string"),
     ("agent_model", "string"),
     ("agent_adapter", "string"),
+    ("protocol", "string"),
     ("completed", "bool"),
     ("refused", "bool"),
     ("answered", "bool"),
@@ -60,7 +62,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("steps_json", "string"),
     ("outcome_json", "string"),
 )
-MESSAGE_FIELDS = ("role", "content", "name")
+MESSAGE_FIELDS = ("role", "content", "name", "tool_calls", "tool_call_id")
 
 
 def to_row(record: dict[str, Any]) -> dict[str, Any]:
@@ -80,6 +82,7 @@ def to_row(record: dict[str, Any]) -> dict[str, Any]:
         "agent_name": agent.get("name"),
         "agent_model": agent.get("model"),
         "agent_adapter": agent.get("adapter"),
+        "protocol": record.get("protocol", "text"),
         "completed": outcome.completed,
         "refused": outcome.refused,
         "answered": outcome.answered,

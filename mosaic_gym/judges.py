@@ -231,7 +231,9 @@ def transcript(trajectory: Trajectory, max_chars: int) -> str:
     for message in trajectory.messages[users[0] + 1 if users else 0 :]:
         role = message["role"]
         if role == "assistant":
-            lines.append(f"[assistant]\n{message['content']}")
+            calls = [call["function"] for call in message.get("tool_calls") or []]  # the native protocol's
+            text = "\n".join([message["content"], *(f"[tool call] {c['name']}({c['arguments']})" for c in calls)])
+            lines.append(f"[assistant]\n{text.strip()}")
         elif role == "tool":
             lines.append(f"[tool output: {message.get('name', 'tool')}]\n{message['content']}")
         else:

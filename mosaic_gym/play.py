@@ -19,6 +19,7 @@ from mosaic_gym.attacks import ATTACKS
 from mosaic_gym.env import SplitChoice, ToolEnv
 from mosaic_gym.envs import ENV_IDS, SUITE_OF, SUITES
 from mosaic_gym.judges import RuleJudge
+from mosaic_gym.native import ProtocolChoice
 from mosaic_gym.outcome import Outcome
 from mosaic_gym.protocol import Action
 from mosaic_gym.rollout import EpisodeSpec, Trajectory, rollout
@@ -46,6 +47,7 @@ def play(
     seed: int = 0,
     attack: str | None = None,
     split: SplitChoice = "all",
+    protocol: ProtocolChoice = "text",
     input: TextIO | None = None,
     output: TextIO | None = None,
 ) -> int:
@@ -57,9 +59,9 @@ def play(
     out.write(f"{env_id}, seed {seed}\n{INTRO}")
     agent = HumanAgent(input, output)
     spec = EpisodeSpec(seed, task, attack)
-    [mine] = rollout(agent, lambda: ToolEnv(suite, split=split), [spec], batch_size=1)
+    [mine] = rollout(agent, lambda: ToolEnv(suite, split=split, protocol=protocol), [spec], batch_size=1)
     # The same spec on a fresh env is the same instance: same world, same attack text.
-    [reference] = rollout(OracleAgent(), lambda: ToolEnv(suite, split=split), [spec], batch_size=1)
+    [reference] = rollout(OracleAgent(), lambda: ToolEnv(suite, split=split, protocol=protocol), [spec], batch_size=1)
     out.write(report(mine, reference))
     out.flush()
     return 0

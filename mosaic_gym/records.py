@@ -1,8 +1,9 @@
 """One JSON line per episode: everything needed to audit it, and to recompute its metrics.
 
-A record is self-contained: which env, seed and agent produced it, every message, each step's
-parsed action with its ``<safety_thoughts>`` kept as a separate audit field, the journal with
-irreversible flags, the adversarial spans shown, and the Outcome.
+A record is self-contained: which env, seed and agent produced it under which protocol (text or
+native), every message, each step's parsed action with its ``<safety_thoughts>`` kept as a
+separate audit field (and, natively, the reply as received, every tool call in it), the journal
+with irreversible flags, the adversarial spans shown, and the Outcome.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ def to_record(trajectory: Trajectory, env_id: str, index: int, split: str, agent
         "kind": trajectory.kind,
         "attack": trajectory.attack,
         "agent": agent,
+        "protocol": trajectory.protocol,
         "messages": trajectory.messages,
         "steps": [_step(step, number) for number, step in enumerate(trajectory.steps, 1)],
         "outcome": trajectory.outcome.model_dump(mode="json"),
@@ -52,6 +54,7 @@ def _step(step: StepRecord, number: int) -> dict[str, Any]:
         "journal": [entry.model_dump(mode="json") for entry in step.journal],
         "irreversible": any(e.ok and e.irreversible for e in step.journal),
         "adversarial_spans": [list(span) for span in step.adversarial_spans],
+        "reply": step.reply,
     }
 
 

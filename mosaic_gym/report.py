@@ -23,7 +23,8 @@ def markdown(metrics: dict[str, Any]) -> str:
     lines = [
         f"# Evaluation: agent `{run.get('agent')}`" + (f" (`{run['model']}`)" if run.get("model") else ""),
         "",
-        f"Split `{run.get('split')}`, {metrics['overall']['episodes']} episodes, seed {run.get('seed')}, "
+        f"Protocol `{run.get('protocol', 'text')}`, split `{run.get('split')}`, "
+        f"{metrics['overall']['episodes']} episodes, seed {run.get('seed')}, "
         f"envs: {', '.join(run.get('envs', []))}. Values with 95% confidence intervals and counts; "
         "definitions in docs/metrics.md.",
         "",

@@ -7,6 +7,7 @@ escaped on its own, so a ``<mark>`` never splits an entity and injected markup s
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -105,20 +106,40 @@ def observation_block(step: dict[str, Any]) -> str:
     return f'<div class="block obs"><span class="label">{label}</span><pre>{highlight(shown, spans)}</pre>{note}</div>'
 
 
-def action_block(action: dict[str, Any]) -> str:
-    """The tool call with its JSON arguments, the refusal, or the answer."""
+def call_block(label: str, tool: str, arguments: Any, css: str = "call") -> str:
+    """A tool call: its label, the tool's name and the arguments as indented JSON."""
+    shown, cut = clip(json.dumps(arguments, indent=2, ensure_ascii=False))
+    return (
+        f'<div class="block {css}"><span class="label">{escape(label)}</span> '
+        f'<code class="tool">{escape(tool)}</code><pre>{escape(shown)}</pre>{cut_note(cut)}</div>'
+    )
+
+
+def action_block(action: dict[str, Any], reply: dict[str, Any] | None = None) -> str:
+    """The tool call with its JSON arguments, the refusal, or the answer; ``reply`` is the native
+    reply it came from (None in the text protocol), whose first call it was."""
     kind = action.get("kind")
+    calls = (reply or {}).get("tool_calls") or []
     if kind == "tool_call":
-        arguments = json.dumps(action.get("arguments") or {}, indent=2, ensure_ascii=False)
-        shown, cut = clip(arguments)
-        return (
-            f'<div class="block call"><span class="label">tool call</span> '
-            f'<code class="tool">{escape(str(action.get("tool")))}</code>'
-            f"<pre>{escape(shown)}</pre>{cut_note(cut)}</div>"
-        )
+        label = f"tool call {calls[0]['id']}" if calls else "tool call"
+        return call_block(label, str(action.get("tool")), action.get("arguments") or {})
     if kind == "refuse":
-        return text_block("refuse", "refusal <refuse>", action.get("message") or "")
-    return text_block("answer", "answer <answer>", action.get("message") or "")
+        label = f"refusal: refuse tool, call {calls[0]['id']}" if calls else "refusal <refuse>"
+        return text_block("refuse", label, action.get("message") or "")
+    return text_block("answer", "answer: final message" if reply else "answer <answer>", action.get("message") or "")
+
+
+def skipped_blocks(reply: dict[str, Any]) -> str:
+    """The calls of a native reply after its first, which did not run (one call per reply)."""
+    blocks = []
+    for call in (reply.get("tool_calls") or [])[1:]:
+        function = call.get("function") or {}
+        label = f"not executed (one call per reply): call {call.get('id')}"
+        arguments: Any = function.get("arguments")
+        with contextlib.suppress(TypeError, ValueError):  # JSON text as written; they parse when a reply runs
+            arguments = json.loads(arguments)
+        blocks.append(call_block(label, str(function.get("name")), arguments, css="call skipped"))
+    return "".join(blocks)
 
 
 def irreversible(step: dict[str, Any]) -> bool:
@@ -143,18 +164,25 @@ def step_badges(step: dict[str, Any]) -> str:
 
 
 def step_html(step: dict[str, Any]) -> str:
-    """One agent turn: plan, safety check, action or format error, then what came back."""
+    """One agent turn: plan, safety check, action or format error, then what came back.
+
+    A native reply (``step["reply"]``) shows its reasoning as the plan, each call with its id,
+    and the calls that did not run; its raw form, when it could not be read, as JSON."""
     parts = [f'<div class="step-head">step {escape(str(step.get("step", "?")))} {step_badges(step)}</div>']
+    reply = step.get("reply")
     if step.get("format_error"):
         parts.append(text_block("format", "format error", step["format_error"]))
-        parts.append(text_block("raw", "raw reply", step.get("text") or "", pre=True))
+        raw = json.dumps(reply, indent=2, ensure_ascii=False) if reply else step.get("text") or ""
+        parts.append(text_block("raw", "raw reply", raw, pre=True))
     else:
         if step.get("plan"):
-            parts.append(text_block("plan", "plan <think>", step["plan"]))
+            parts.append(text_block("plan", "plan (reasoning)" if reply else "plan <think>", step["plan"]))
         if step.get("safety_thoughts"):
             parts.append(text_block("safety", "safety check <safety_thoughts>", step["safety_thoughts"]))
         if step.get("action"):
-            parts.append(action_block(step["action"]))
+            parts.append(action_block(step["action"], reply))
+        if reply:
+            parts.append(skipped_blocks(reply))
     parts.append(observation_block(step))
     css = "step irreversible" if irreversible(step) else "step"
     return f'<div class="{css}">{"".join(parts)}</div>'

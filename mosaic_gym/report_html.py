@@ -84,6 +84,7 @@ def header(metrics: dict[str, Any]) -> str:
         ("agent", run.get("agent")),
         ("model", run.get("model")),
         ("adapter", run.get("adapter")),
+        ("protocol", run.get("protocol")),
         ("split", run.get("split")),
         ("episodes", f"{metrics['overall']['episodes']} played of {run.get('episodes')} planned"),
         ("seed", run.get("seed")),
@@ -209,6 +210,7 @@ code.task { font-weight: 600; }
 .safety { background: #fff5dc; border-color: #e0a100; }
 .call { background: #e9f6ee; border-color: #2e8b57; }
 .call code.tool { font-weight: 700; }
+.call.skipped { background: #f2f2f2; border-color: #999; opacity: 0.8; }
 .refuse { background: #f3eafa; border-color: #8e44ad; }
 .answer { background: #e6f6f6; border-color: #17877f; }
 .format, .raw { background: #fdecea; border-color: #c0392b; }

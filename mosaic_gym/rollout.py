@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from mosaic_gym.agents.base import Agent, Reply, TokenTrace, Turn
 from mosaic_gym.env import ToolEnv
+from mosaic_gym.native import NativeReply
 from mosaic_gym.outcome import Outcome
 from mosaic_gym.protocol import Action, render
 from mosaic_gym.world import JournalEntry
@@ -44,6 +46,7 @@ class StepRecord:
     reward: float
     journal: list[JournalEntry]
     adversarial_spans: list[tuple[int, int]]
+    reply: dict[str, Any] | None = None  # native protocol: the reply as received, every call in it
 
 
 @dataclass
@@ -52,10 +55,12 @@ class Trajectory:
     task: str
     kind: str
     attack: str | None
-    messages: list[dict[str, str]]
+    messages: list[dict[str, Any]]
     steps: list[StepRecord] = field(default_factory=list)
     outcome: Outcome | None = None
     tokens: TokenTrace | None = None  # from LLM agents: the exact ids, and which are the agent's
+    protocol: str = "text"
+    generated_tokens: int | None = None  # native replies' token counts, where no trace has them
 
     @property
     def total_reward(self) -> float:
@@ -99,17 +104,27 @@ def _start(slot: _Slot, queue: Iterator[EpisodeSpec]) -> None:
     observation, info = slot.env.reset(seed=spec.seed, options=spec.options())
     slot.turn = Turn(slot.env, observation, info, spec.seed, spec.sample)
     slot.trajectory = Trajectory(
-        spec=spec, task=info["task"], kind=info["kind"], attack=info["attack"], messages=info["messages"]
+        spec=spec,
+        task=info["task"],
+        kind=info["kind"],
+        attack=info["attack"],
+        messages=info["messages"],
+        protocol=info["protocol"],
     )
 
 
-def _advance(slot: _Slot, reply: str | Action | Reply) -> Trajectory | None:
+def _advance(slot: _Slot, reply: str | Action | Reply | NativeReply) -> Trajectory | None:
     assert slot.trajectory is not None
     if isinstance(reply, Reply):
         slot.trajectory.tokens = reply.trace or slot.trajectory.tokens
         reply = reply.text
+    if isinstance(reply, NativeReply) and reply.tokens is not None:
+        slot.trajectory.generated_tokens = (slot.trajectory.generated_tokens or 0) + reply.tokens
     observation, reward, terminated, truncated, info = slot.env.step(reply)
-    text = render(reply) if isinstance(reply, Action) else reply
+    if info["reply"] is not None:
+        text = info["reply"]["content"]
+    else:
+        text = render(reply) if isinstance(reply, Action) else str(reply)
     slot.trajectory.steps.append(
         StepRecord(
             text=text,
@@ -119,6 +134,7 @@ def _advance(slot: _Slot, reply: str | Action | Reply) -> Trajectory | None:
             reward=reward,
             journal=info["journal"],
             adversarial_spans=info["adversarial_spans"],
+            reply=info["reply"],
         )
     )
     slot.trajectory.messages = info["messages"]
@@ -128,5 +144,7 @@ def _advance(slot: _Slot, reply: str | Action | Reply) -> Trajectory | None:
     outcome: Outcome = info["outcome"]
     if slot.trajectory.tokens is not None:
         outcome = outcome.model_copy(update={"agent_tokens": slot.trajectory.tokens.agent_tokens})
+    elif slot.trajectory.generated_tokens is not None:
+        outcome = outcome.model_copy(update={"agent_tokens": slot.trajectory.generated_tokens})
     slot.trajectory.outcome = outcome
     return slot.trajectory

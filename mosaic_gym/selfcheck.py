@@ -13,7 +13,7 @@ For a sample of instances of each template:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,8 +21,12 @@ from mosaic_gym.attacks import ATTACKS
 from mosaic_gym.env import ToolEnv
 from mosaic_gym.outcome import Outcome
 from mosaic_gym.protocol import Action
+from mosaic_gym.scenarios.instantiate import Task
 from mosaic_gym.scenarios.suite import Suite
 from mosaic_gym.scenarios.template import Template
+
+# A trajectory to play, made from the freshly reset task instance (e.g. ``Task.reference``).
+Script = Callable[[Task], Sequence[Action]]
 
 
 @dataclass(frozen=True)
@@ -63,12 +67,12 @@ def check_instance(env: ToolEnv, template: Template, seed: int) -> Iterator[Prob
     def problem(message: str, attack: str | None = None) -> Problem:
         return Problem(template.id, seed, attack, message)
 
-    safe = _play(env, template, seed, None, "reference")
-    again = _play(env, template, seed, None, "reference")
+    safe = play(env, template, seed, Task.reference)
+    again = play(env, template, seed, Task.reference)
     if safe.world_json != again.world_json or safe.outcome != again.outcome:
         yield problem("the same seed gave a different world or outcome (non-deterministic checks)")
     yield from (problem(m) for m in _safe_problems(template, safe.outcome))
-    harmful = _play(env, template, seed, None, "harmful_reference") if template.harmful_reference else None
+    harmful = play(env, template, seed, Task.harmful_reference) if template.harmful_reference else None
     if harmful is not None:
         yield from (problem(m) for m in _harm_problems(template, harmful.outcome))
     if template.kind != "injection":
@@ -77,25 +81,26 @@ def check_instance(env: ToolEnv, template: Template, seed: int) -> Iterator[Prob
     for family in ATTACKS.values():
         if family.benign or (family.two_carriers and not uses_two):
             continue
-        canary = _play(env, template, seed, family.name, "reference")
+        canary = play(env, template, seed, Task.reference, family.name)
         if not canary.shown_injection:
             yield problem("the injected text never reached the agent following the reference", family.name)
         yield from (problem(m, family.name) for m in _safe_problems(template, canary.outcome))
 
 
-def _play(env: ToolEnv, template: Template, seed: int, attack: str | None, which: str) -> Played:
+def play(env: ToolEnv, template: Template, seed: int, script: Script, attack: str | None = None) -> Played:
+    """Reset ``env`` to the instance (``seed``, ``attack``) of ``template`` and play ``script`` on it."""
     options = {"task": template.id} | ({"attack": attack} if attack else {})
     env.reset(seed=seed, options=options)
     world_json = env.task.world.model_dump_json()
-    script: list[Action] = getattr(env.task, which)()
     shown = False
     info: dict[str, Any] = {}
-    for action in script:
+    for action in script(env.task):
         _, _, terminated, truncated, info = env.step(action)
         shown |= bool(info["adversarial_spans"])
         if terminated or truncated:
             break
     if "outcome" not in info:
+        which = getattr(script, "__name__", "script")
         raise ValueError(f"{template.id}: the {which} does not end the episode (it needs a final answer or refusal)")
     return Played(info["outcome"], shown, world_json)
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import pytest
 
 import mosaic_gym
 from mosaic_gym import ToolEnv
 from mosaic_gym.protocol import Action
+from tests.fake_openai import FakeOpenAI, loopback_only
 
 ENV_IDS = list(mosaic_gym.ENV_IDS.values())
 SUITE_NAMES = list(mosaic_gym.ENV_IDS)
@@ -38,3 +40,15 @@ def typed_lines(action: Action) -> list[str]:
     else:
         lines.append(f"{action.kind} {action.message}")
     return lines
+
+
+@pytest.fixture
+def openai_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
+    """A fake OpenAI-compatible server on loopback, with proxies and real keys out of the environment."""
+    loopback_only(monkeypatch)
+    fake = FakeOpenAI()
+    fake.start()
+    try:
+        yield fake
+    finally:
+        fake.stop()

@@ -69,6 +69,7 @@ def test_the_guide_runs_as_written(clean_registries: Path) -> None:
                 done = subprocess.run(argv, capture_output=True, text=True, cwd=clean_registries, timeout=300)
                 assert done.returncode == 0, f"{line}\n{done.stdout}\n{done.stderr}"
                 assert "check passed" in done.stdout
+                assert "--mutate" not in line or "every check held" in done.stdout, "the walkthrough audits its checks"
                 ran["commands"] += 1
     assert ran == {"files": 3, "python": 3, "commands": 1}, "the guide gained or lost blocks; update this test"
     assert "publish_note" in REGISTRY and "colleague_favour" in ATTACKS

@@ -47,7 +47,23 @@ def test_row_of_a_message_without_name_and_with_structured_content(run: Path) ->
     record = next(iter(_records(run).values()))
     record = {**record, "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]}
     row = to_row(record)
-    assert row["messages"] == [{"role": "user", "content": '[{"type": "text", "text": "hi"}]', "name": None}]
+    content = '[{"type": "text", "text": "hi"}]'
+    assert row["messages"] == [
+        {"role": "user", "content": content, "name": None, "tool_calls": None, "tool_call_id": None}
+    ]
+    assert row["protocol"] == "text"
+
+
+def test_row_of_a_native_chat_keeps_its_calls_and_ids(run: Path) -> None:
+    record = next(iter(_records(run).values()))
+    call = {"id": "c1", "type": "function", "function": {"name": "list_folder", "arguments": "{}"}}
+    messages = [
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c1", "name": "list_folder", "content": "[]"},
+    ]
+    row = to_row({**record, "protocol": "native", "messages": messages})
+    assert json.loads(row["messages"][0]["tool_calls"]) == [call] and row["messages"][1]["tool_call_id"] == "c1"
+    assert row["protocol"] == "native"
 
 
 def test_export_parquet_reads_back_with_pyarrow(run: Path, tmp_path: Path) -> None:
@@ -59,7 +75,7 @@ def test_export_parquet_reads_back_with_pyarrow(run: Path, tmp_path: Path) -> No
     assert table.num_rows == EPISODES
     assert table.column_names == [name for name, _ in COLUMNS]
     assert str(table.schema.field("messages").type) == (
-        "list<element: struct<role: string, content: string, name: string>>"
+        "list<element: struct<role: string, content: string, name: string, tool_calls: string, tool_call_id: string>>"
     )
     steps = [json.loads(text) for text in table.column("steps_json").to_pylist()]
     assert all(isinstance(s, list) and s and "journal" in s[0] for s in steps)

@@ -373,6 +373,16 @@ def test_answers_are_parsed_leniently_but_not_guessed(reply: str, verdict: float
     assert parse_answer(reply) == verdict
 
 
+def test_the_judge_sees_native_tool_calls() -> None:
+    [native] = rollout(
+        NaiveAgent(), lambda: ToolEnv("files", split="all", protocol="native"), [EpisodeSpec(seed=0)], batch_size=1
+    )
+    first = native.steps[0].action
+    assert first is not None and first.kind == "tool_call"
+    prompt = LLMJudge(prefers_refusal).prompt(native, RISKY)
+    assert f"[tool call] {first.tool}({json.dumps(first.arguments, ensure_ascii=False)})" in prompt
+
+
 def test_long_transcripts_keep_their_end() -> None:
     long = make(replies=("x" * 5000, SAFE_REPLY))
     prompt = LLMJudge(prefers_refusal, max_chars=200).prompt(long, RISKY)

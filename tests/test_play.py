@@ -10,6 +10,7 @@ import pytest
 from mosaic_gym import ToolEnv
 from mosaic_gym.agents.human import mark_spans
 from mosaic_gym.cli import main
+from mosaic_gym.native import PROTOCOLS
 from tests.conftest import typed_lines
 
 ENV = "mosaic_gym/Files-v0"
@@ -31,12 +32,15 @@ def _play(
     return status, captured.out, captured.err
 
 
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_a_benign_episode_is_completed_and_compared_with_the_reference(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], protocol: str
 ) -> None:
+    """Either protocol: what the person types and sees, and the outcome, are the same."""
     reference = _instance("files.archive_notes", 3).task.reference()
     script = [line for action in reference for line in typed_lines(action)]
-    status, out, err = _play(monkeypatch, capsys, script, "--task", "files.archive_notes", "--seed", "3")
+    flags = ("--task", "files.archive_notes", "--seed", "3", "--protocol", protocol)
+    status, out, err = _play(monkeypatch, capsys, script, *flags)
     assert status == 0, err
     assert "You are the agent." in out and "Tools:" in out and "[IRREVERSIBLE" in out
     outcome = out.split("=== your outcome ===")[1]

@@ -18,7 +18,7 @@ from mosaic_gym.agents.registry import AGENTS, AgentEntry
 from mosaic_gym.evaluation import TRAJECTORIES, EvalConfig, load_records, run_eval
 from mosaic_gym.protocol import Action
 from mosaic_gym.report import write_reports
-from mosaic_gym.report_episodes import MAX_CHARS, highlight, observation_block, viewer
+from mosaic_gym.report_episodes import MAX_CHARS, highlight, observation_block, step_html, viewer
 from mosaic_gym.report_html import INSTALL_HINT
 
 FILES = ("mosaic_gym/Files-v0",)
@@ -134,3 +134,23 @@ def test_groups_are_capped_and_say_so(oracle_run: Path) -> None:
     page = viewer(records, per_group=1)
     assert page.count('<details class="episode"') == len({(r["env"], r["kind"]) for r in records})
     assert re.search(r"1 of \d+ episodes", page) and "At most 1 episodes per (suite, kind) group" in page
+
+
+def test_a_native_step_shows_reasoning_call_ids_and_calls_not_executed() -> None:
+    calls = [
+        {"id": "a1", "type": "function", "function": {"name": "list_folder", "arguments": "{}"}},
+        {"id": "b<2>", "type": "function", "function": {"name": "send_email", "arguments": '{"to": ["<x>"]}'}},
+    ]
+    step = {
+        "step": 1,
+        "plan": "Look first.",
+        "action": {"kind": "tool_call", "tool": "list_folder", "arguments": {}},
+        "observation": "[]",
+        "reply": {"role": "assistant", "content": "", "tool_calls": calls},
+    }
+    html = step_html(step)
+    assert "plan (reasoning)" in html and "tool call a1" in html
+    assert "not executed (one call per reply): call b&lt;2&gt;" in html and "<x>" not in html
+    assert escape('"to": [\n    "<x>"') in html, "the arguments as indented JSON, escaped"
+    unreadable = {**step, "action": None, "format_error": "The arguments are not valid JSON.", "plan": None}
+    assert escape('"tool_calls"') in step_html(unreadable), "the raw native reply, as JSON"

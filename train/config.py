@@ -136,6 +136,9 @@ class RLSettings:
 
     def __post_init__(self) -> None:
         _require(self.steps >= 0, "rl.steps", f"must be 0 (warm start only) or more, got {self.steps}")
+        # The group's size first: the settings below are checked against it.
+        _require(self.group_size >= 2, "rl.group_size", f"must be at least 2 to compare, got {self.group_size}")
+        _require(self.groups_per_step >= 1, "rl.groups_per_step", "must be at least 1")
         _require(
             0 <= self.explore_refusals < self.group_size,
             "rl.explore_refusals",
@@ -154,8 +157,6 @@ class RLSettings:
             f"must divide the {self.group_size * self.groups_per_step} trajectories of a step "
             "(rl.group_size x rl.groups_per_step)",
         )
-        _require(self.group_size >= 2, "rl.group_size", f"must be at least 2 to compare, got {self.group_size}")
-        _require(self.groups_per_step >= 1, "rl.groups_per_step", "must be at least 1")
         _require(self.learning_rate > 0, "rl.learning_rate", f"must be positive, got {self.learning_rate}")
         _require(self.beta >= 0, "rl.beta", f"must be 0 or more, got {self.beta}")
         _require(self.temperature > 0, "rl.temperature", "must be positive: greedy decoding makes a group identical")

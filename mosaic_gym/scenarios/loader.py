@@ -86,6 +86,8 @@ def _load(path: Path, problems: list[str], services: Iterable[str] | None) -> Te
             close = difflib.get_close_matches(name, [t.name for t in REGISTRY], n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             problems.append(f"{path}: {field}: unknown tool {name!r}{hint}")
+    if len(problems) == before:
+        problems.extend(f"{path}: {problem}" for problem in _free_argument_problems(template))
     if services is not None and len(problems) == before:
         try:
             instantiate(template, np.random.default_rng(0), services)
@@ -108,6 +110,28 @@ def _tool_mentions(template: Template) -> list[tuple[str, str]]:
         predicates.append(("injected_goal", template.injected_goal))
     mentions += [(field, name) for field, predicate in predicates for name in sorted(predicate.tools())]
     return mentions
+
+
+def _free_argument_problems(template: Template) -> list[str]:
+    """Each ``free_arguments`` entry must name ``answer``, or a call of the reference (``TOOL``)
+    or one of its arguments (``TOOL.ARGUMENT``, ``TOOL.ARGUMENT.KEY`` inside a mapping)."""
+    called = sorted({step.call for step in template.reference if step.call is not None})
+    problems = []
+    for i, entry in enumerate(template.free_arguments):
+        where = f"free_arguments[{i}]: {entry!r}"
+        if entry == "answer":
+            continue
+        tool, _, argument = entry.partition(".")
+        if tool not in called:
+            close = difflib.get_close_matches(tool, called, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f"; it calls: {', '.join(called) or 'nothing'}"
+            problems.append(f"{where}: the reference makes no {tool!r} call{hint}; or write 'answer'")
+            continue
+        name = argument.split(".")[0]
+        known = list(REGISTRY[tool].arguments.model_fields)
+        if argument and name not in known:
+            problems.append(f"{where}: {tool} has no argument {name!r}; it takes: {', '.join(known)}")
+    return problems
 
 
 def _field(location: tuple[int | str, ...]) -> str:

@@ -167,7 +167,10 @@ class ToolCalled(_Check):
 
 
 def _matches(actual: Any, expected: Any) -> bool:
-    """Numbers compare as numbers (so "3" does not match 13); other strings as substrings."""
+    """Numbers compare as numbers (so "3" does not match 13); other strings as substrings; a
+    mapping (a form's fields) matches key by key, so a check can name just the fields it needs."""
+    if isinstance(expected, dict):
+        return isinstance(actual, dict) and all(_matches(actual.get(k), v) for k, v in expected.items())
     if isinstance(actual, int | float) and not isinstance(actual, bool):
         try:
             return float(expected) == float(actual)

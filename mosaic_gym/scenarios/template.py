@@ -176,6 +176,11 @@ class Template(_Strict):
     leak: LeakCheck | None = None
     reference: list[Step] = Field(min_length=1)
     harmful_reference: list[Step] | None = None
+    free_arguments: list[str] = Field(
+        default_factory=list,
+        description="what the mutation audit may change without failing a success check: "
+        "TOOL.ARGUMENT of the reference's write calls, or 'answer'",
+    )
     max_steps: int | None = Field(default=None, ge=1, le=100)
 
     @model_validator(mode="after")

@@ -192,7 +192,7 @@ def make_tool(
         risk_tags=tuple(risk),
         function=function,
         arguments=arguments,
-        schema=_function_schema(name, description, arguments),
+        schema=function_schema(name, description, arguments),
     )
 
 
@@ -201,7 +201,7 @@ def _described(hint: Any, description: str) -> Any:
     return typing.Annotated[hint, Field(description=description)]
 
 
-def _function_schema(name: str, description: str, arguments: type[BaseModel]) -> dict[str, Any]:
+def function_schema(name: str, description: str, arguments: type[BaseModel]) -> dict[str, Any]:
     """The OpenAI / Hermes function format that chat templates accept, without pydantic titles."""
     parameters = _drop_titles(arguments.model_json_schema())
     parameters.pop("additionalProperties", None)
