@@ -29,6 +29,8 @@ def test_overrides_apply_with_yaml_values() -> None:
     )
     assert (config.rl.steps, config.rl.reward, config.episodes.envs, config.seed) == (7, "scalar", ["files"], 3)
     assert load_config("quick", ["--rl.learning_rate", "1"]).rl.learning_rate == 1.0  # an int where a float goes
+    # YAML 1.1 reads 2e-3 (no dot) as a string; a float setting takes it as the number it means.
+    assert load_config("quick", ["--sft.learning_rate", "2e-3"]).sft.learning_rate == 0.002
 
 
 @pytest.mark.parametrize(
@@ -40,6 +42,7 @@ def test_overrides_apply_with_yaml_values() -> None:
         (["--rl.reward", "ranked"], "rl.reward: must be one of pairwise, scalar"),
         (["--rl.judge", "llm"], "rl.judge_model: the llm judge needs a model"),
         (["--rl.steps", "many"], "rl.steps: expected int, got 'many'"),
+        (["--rl.learning_rate", "fast"], "rl.learning_rate: expected float, got 'fast'"),
         (["--episodes.envs", "[files, shop]"], "unknown suite 'shop'"),
         (["--sft.steps", "0", "--rl.steps", "0"], "nothing to train"),
         (["--sft.refusal_rate", "1.5"], "sft.refusal_rate: must be in [0, 1]"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -295,6 +296,9 @@ def _build(cls: type[Any], raw: Any, prefix: str) -> Any:
     return cls(**values)
 
 
+_FLOAT_WITHOUT_DOT = re.compile(r"[-+]?\d+[eE][-+]?\d+")
+
+
 def _coerce(value: Any, kind: Any, key: str) -> Any:
     """Check a YAML value against a field's type (ints are accepted where floats are expected)."""
     origin = typing.get_origin(kind)
@@ -321,6 +325,8 @@ def _coerce(value: Any, kind: Any, key: str) -> Any:
         return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if kind is float and isinstance(value, str) and _FLOAT_WITHOUT_DOT.fullmatch(value.strip()):
+        return float(value)  # YAML 1.1 reads 1e-4 (no dot in the mantissa) as a string
     if kind in (int, float, str, bool) and (type(value) is not kind):
         raise ConfigError(f"{key}: expected {kind.__name__}, got {value!r}")
     return value
