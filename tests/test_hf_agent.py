@@ -10,7 +10,6 @@ traces, determinism, and the one-line errors.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +29,7 @@ from mosaic_gym.rollout import EpisodeSpec, Trajectory, rollout  # noqa: E402
 from tests.chat_template import END  # noqa: E402
 from tests.tiny_model import build_tiny_model, tiny_llama  # noqa: E402
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """A model this small decodes 10-40x faster on one thread than on two busy cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
