@@ -51,3 +51,12 @@ def test_the_command_names_a_folder_that_is_no_adapter(tmp_path: Path, capsys: p
     with pytest.raises(SystemExit):
         main([str(tmp_path)])
     assert "is not an adapter folder" in capsys.readouterr().err
+
+
+def test_the_command_names_a_model_it_cannot_load(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(["base", "--model", str(tmp_path / "missing"), "--envs", "files"])
+    assert stopped.value.code == 2 and "cannot load model" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["base", "--envs", "shop"])
+    assert "invalid choice: 'shop'" in capsys.readouterr().err

@@ -20,8 +20,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mosaic_gym import ToolEnv
+from mosaic_gym import ENV_IDS, ToolEnv
 from mosaic_gym.agents.hf import load_model
+from mosaic_gym.agents.registry import AgentConfigError
 from mosaic_gym.agents.transcript import TranscriptBuilder
 from mosaic_gym.env import TIER_CHOICES, SplitChoice, TierChoice
 from mosaic_gym.protocol import render
@@ -70,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("adapters", nargs="+", type=Path, help="adapter folders; 'base' for the model alone")
     parser.add_argument("--model", help="the base model (default: the embedded SmolLM2-135M-Instruct)")
-    parser.add_argument("--envs", nargs="+", default=["files", "email", "payments", "web"])
+    parser.add_argument("--envs", nargs="+", default=["files", "email", "payments", "web"], choices=list(ENV_IDS))
     parser.add_argument("--split", default="heldout", choices=typing.get_args(SplitChoice))
     parser.add_argument("--tier", default="starter", choices=TIER_CHOICES)
     parser.add_argument("--seeds", type=int, default=3, help="instances per template")
@@ -82,7 +83,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"{adapter} is not an adapter folder (no adapter_config.json)")
     rows = {}
     for adapter in args.adapters:
-        model, tokenizer = load_model(args.model, None if str(adapter) == "base" else adapter, None, None)
+        try:
+            model, tokenizer = load_model(args.model, None if str(adapter) == "base" else adapter, None, None)
+        except AgentConfigError as error:
+            parser.exit(2, f"error: {error}\n")
         rows[str(adapter)] = refusal_logprobs(model, tokenizer, args.envs, args.split, args.tier, args.seeds)
     print(f"P(first reply is the refusal), mean per kind; {args.split} split, {args.tier} tier, {args.seeds} seeds")
     print(format_odds(rows))
