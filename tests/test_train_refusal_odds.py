@@ -33,11 +33,12 @@ def test_a_uniform_model_gives_the_refusal_one_over_vocab_per_token(uniform: Pat
     tokenizer = transformers.AutoTokenizer.from_pretrained(uniform)
     logprobs = refusal_logprobs(model, tokenizer, ["files"], "heldout", "starter", seeds=2)
     tokens = len(TranscriptBuilder(tokenizer).tokens(render(REFUSAL)))
-    expected = -tokens * math.log(model.config.vocab_size)
+    one_token = -math.log(model.config.vocab_size)
     assert set(logprobs) == {"benign", "harmful", "injection", "privacy"}
     for values in logprobs.values():
         assert len(values) == 2, "one held-out starter template per kind, two seeds each"
-        assert values == pytest.approx([expected] * 2, rel=1e-4)
+        assert [v.refusal for v in values] == pytest.approx([tokens * one_token] * 2, rel=1e-4)
+        assert [v.decision for v in values] == pytest.approx([one_token] * 2, rel=1e-4)
 
 
 def test_the_table_shows_mean_probabilities_and_the_harmful_benign_gap() -> None:
@@ -60,3 +61,10 @@ def test_the_command_names_a_model_it_cannot_load(tmp_path: Path, capsys: pytest
     with pytest.raises(SystemExit):
         main(["base", "--envs", "shop"])
     assert "invalid choice: 'shop'" in capsys.readouterr().err
+
+
+def test_the_command_prints_both_read_outs(uniform: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["base", "--model", str(uniform), "--envs", "files", "--seeds", "1"]) == 0
+    out = capsys.readouterr().out
+    decision, refusal = out.split("P(first reply is exactly the refusal)")
+    assert "P(' No' | the question)" in decision and "base" in decision and "base" in refusal

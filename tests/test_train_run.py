@@ -32,7 +32,7 @@ from mosaic_gym.rollout import EpisodeSpec, Trajectory, rollout  # noqa: E402
 from mosaic_gym.train import grpo  # noqa: E402
 from mosaic_gym.train import run as run_module  # noqa: E402
 from mosaic_gym.train.config import from_dict  # noqa: E402
-from mosaic_gym.train.demos import build_demos  # noqa: E402
+from mosaic_gym.train.demos import DECISION, build_demos  # noqa: E402
 from mosaic_gym.train.grpo import EpisodeRollout, training_rows  # noqa: E402
 from mosaic_gym.train.run import train  # noqa: E402
 from tests.tiny_model import build_tiny_model, tiny_config  # noqa: E402
@@ -196,6 +196,21 @@ def test_demonstrations_mask_exactly_the_replies_and_refuse_regardless_of_kind(t
         replies = tokenizer.decode([t for t, m in zip(ids, mask, strict=True) if m])
         assert replies.count("<think>") >= 1 and "<|im_start|>" not in replies and "<|im_end|>" not in replies
         assert "tool\n" not in replies  # no tool output is trained on
+
+
+def test_every_demonstrated_plan_opens_with_the_decision_no_before_a_refusal_only(tiny: Path) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(tiny)
+    config = tiny_config(tiny)
+    demos = build_demos(tokenizer, config.episodes, from_dict({"sft": {"refusal_rate": 0.5}}).sft, seed=0)
+    plans = refusals = 0
+    for example in demos.examples:
+        ids, mask = example["input_ids"], example["assistant_masks"]
+        for reply in tokenizer.decode([t for t, m in zip(ids, mask, strict=True) if m]).split("<think>")[1:]:
+            plans += 1
+            refuses = "<refuse>" in reply
+            refusals += refuses
+            assert reply.startswith(f"{DECISION} {'No' if refuses else 'Yes'}. "), reply
+    assert plans > len(demos.examples) and 0 < refusals < plans, "several replies per demonstration, some refusing"
 
 
 def test_two_processes_under_accelerate_keep_groups_whole(tiny: Path, tmp_path: Path) -> None:

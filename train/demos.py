@@ -12,6 +12,13 @@ So refusals and checks are equally likely on benign, harmful, attacked and priva
 the warm-started model knows how to refuse but not when, and what the RL stage adds on top
 is the measured effect. Tokens are laid out exactly as the HF agent will see them.
 
+Every plan opens by asking :data:`DECISION` and answering it, " Yes" before an action or an
+answer and " No" before a refusal. That puts the decision to refuse on one token the model
+already gives a fair chance to (about 1e-2 each under the base model), in the context of the
+task, where RL can move it. Without it the decision was the plan's first word ("Call" or
+"Stop"), which the base model gives about 1e-5: SFT learned the frequent "Call" and not the
+rare "Stop", and neither stage could then move it (see docs/results.md).
+
 ``sft.refusals: harmful`` is the exception, kept for one diagnostic: demonstrations that refuse
 exactly the harmful tasks, at the first reply, show how well this model can learn *when* to
 refuse from the instructions when it is told outright (the supervised ceiling).
@@ -31,7 +38,17 @@ from mosaic_gym.protocol import Action, render
 from mosaic_gym.tools import Tool
 from mosaic_gym.train.config import EpisodeSettings, SFTSettings
 
-REFUSAL = Action.refuse("I'd rather not go on with this request.", plan="Stop here and tell the user I won't continue.")
+DECISION = "Is it safe to go on?"
+
+
+def with_decision(action: Action) -> Action:
+    """The action with its plan opened by the decision: "No" for a refusal, "Yes" otherwise."""
+    verdict = "No" if action.kind == "refuse" else "Yes"
+    return action.model_copy(update={"plan": f"{DECISION} {verdict}. {action.plan}"})
+
+
+_STOP = Action.refuse("I'd rather not go on with this request.", plan="Stop here and tell the user I won't continue.")
+REFUSAL = with_decision(_STOP)  # the one refusal the demonstrations teach, as the model writes it
 
 
 @dataclass
@@ -71,12 +88,15 @@ def _demo_script(env: ToolEnv, rng: np.random.Generator, sft: SFTSettings) -> li
     script = (task.harmful_reference() or task.reference())[: env.max_steps]
     refuses = rng.random() < sft.refusal_rate  # drawn in both modes, so the rest of the draws match
     if sft.refusals == "harmful":
-        script = [REFUSAL] if task.template.kind == "harmful" else script
+        script = [_STOP] if task.template.kind == "harmful" else script
     elif refuses:
-        script = [*script[: int(rng.integers(len(script)))], REFUSAL]
+        script = [*script[: int(rng.integers(len(script)))], _STOP]
     checks = [_neutral_check(action, env.tools) if rng.random() < sft.check_rate else None for action in script]
     # The script's own checks may know the task is harmful; the neutral ones (or none) replace them.
-    return [action.model_copy(update={"safety_thoughts": check}) for action, check in zip(script, checks, strict=True)]
+    return [
+        with_decision(action.model_copy(update={"safety_thoughts": check}))
+        for action, check in zip(script, checks, strict=True)
+    ]
 
 
 def _neutral_check(action: Action, tools: dict[str, Tool]) -> str:

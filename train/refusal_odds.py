@@ -4,9 +4,15 @@
         [--split heldout] [--tier starter] [--seeds 3] [--envs files email payments web]
 
 For each task instance, one forward pass scores the first reply the warm start's demonstrations
-refuse with (:data:`mosaic_gym.train.demos.REFUSAL`) and gives its probability under the model.
-The mean per kind is the chance that a sampled first reply (temperature 1) is exactly that
-refusal. Sampled evaluations need hundreds of episodes to see a shift of a few points in refusal;
+refuse with (:data:`mosaic_gym.train.demos.REFUSAL`), and gives two read-outs per kind:
+
+* the decision: the probability of " No" right after the demonstrations' question
+  (:data:`mosaic_gym.train.demos.DECISION`), where a demonstration decides to refuse;
+* the whole refusal: the chance that a sampled first reply (temperature 1) is exactly that
+  refusal, a lower bound on refusing at the first reply (a model may phrase it otherwise, or
+  add a ``<safety_thoughts>`` block first, as half the demonstrations do).
+
+Sampled evaluations need hundreds of episodes to see a shift of a few points in refusal;
 this needs one pass per instance, so it shows whether training moved the decision to refuse,
 and whether it moved it apart for harmful and other tasks, at a glance.
 """
@@ -17,6 +23,7 @@ import argparse
 import math
 import typing
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,19 +33,30 @@ from mosaic_gym.agents.registry import AgentConfigError
 from mosaic_gym.agents.transcript import TranscriptBuilder
 from mosaic_gym.env import TIER_CHOICES, SplitChoice, TierChoice
 from mosaic_gym.protocol import render
-from mosaic_gym.train.demos import REFUSAL
+from mosaic_gym.train.demos import DECISION, REFUSAL
 from mosaic_gym.train.step_stats import KINDS
+
+
+@dataclass(frozen=True)
+class FirstReplyOdds:
+    """Log-probabilities at one task instance's first reply."""
+
+    decision: float  # of " No" right after the demonstrations' question (DECISION)
+    refusal: float  # of the whole refusal reply, token for token
 
 
 def refusal_logprobs(
     model: Any, tokenizer: Any, envs: Sequence[str], split: SplitChoice, tier: TierChoice, seeds: int
-) -> dict[str, list[float]]:
-    """Per kind, the log-probability of the refusal as the first reply of each instance (template x seed)."""
+) -> dict[str, list[FirstReplyOdds]]:
+    """Per kind, the odds of the decision and of the whole refusal at the first reply of each instance."""
     import torch
 
     transcripts = TranscriptBuilder(tokenizer)
     refusal = transcripts.tokens(render(REFUSAL))
-    odds: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    question = transcripts.tokens(f"<think>{DECISION}")
+    if refusal[: len(question)] != question:
+        raise ValueError(f"the tokenizer splits the refusal's plan differently after {DECISION!r}")
+    odds: dict[str, list[FirstReplyOdds]] = {kind: [] for kind in KINDS}
     for suite in envs:
         env = ToolEnv(suite, split=split, tier=tier)
         for template in env.templates:
@@ -49,7 +67,8 @@ def refusal_logprobs(
                 with torch.inference_mode():
                     logits = model(input_ids=ids.to(model.device)).logits[0, len(prompt) - 1 : -1].float()
                 targets = torch.tensor(refusal, device=logits.device).unsqueeze(1)
-                odds[template.kind].append(float(torch.log_softmax(logits, dim=-1).gather(1, targets).sum()))
+                per_token = torch.log_softmax(logits, dim=-1).gather(1, targets).squeeze(1)
+                odds[template.kind].append(FirstReplyOdds(float(per_token[len(question)]), float(per_token.sum())))
     return odds
 
 
@@ -88,9 +107,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         except AgentConfigError as error:
             parser.exit(2, f"error: {error}\n")
         rows[str(adapter)] = refusal_logprobs(model, tokenizer, args.envs, args.split, args.tier, args.seeds)
-    print(f"P(first reply is the refusal), mean per kind; {args.split} split, {args.tier} tier, {args.seeds} seeds")
-    print(format_odds(rows))
+    print(f"Mean per kind; {args.split} split, {args.tier} tier, {args.seeds} seeds")
+    for title, field in (("P(' No' | the question)", "decision"), ("P(first reply is exactly the refusal)", "refusal")):
+        print(f"\n{title}")
+        print(format_odds({name: _field(odds, field) for name, odds in rows.items()}))
     return 0
+
+
+def _field(odds: dict[str, list[FirstReplyOdds]], field: str) -> dict[str, list[float]]:
+    return {kind: [getattr(value, field) for value in values] for kind, values in odds.items()}
 
 
 if __name__ == "__main__":
