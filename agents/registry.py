@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mosaic_gym.agents.base import Agent
+from mosaic_gym.agent import Agent, AgentConfigError
 from mosaic_gym.agents.scripted import NaiveAgent, OracleAgent, RandomAgent, RefuseAgent
 from mosaic_gym.native import PROTOCOLS, ProtocolChoice
 
@@ -51,10 +51,6 @@ AGENTS: dict[str, AgentEntry] = {
         uses_model=True,
     ),
 }
-
-
-class AgentConfigError(ValueError):
-    """An unknown agent, or options the agent cannot use; the message is one line for the user."""
 
 
 def _openai(options: AgentOptions) -> Agent:

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mosaic_gym.agents.base import AgentRuntimeError
-from mosaic_gym.agents.registry import AGENTS, AgentConfigError
+from mosaic_gym.agent import AgentConfigError, AgentRuntimeError
+from mosaic_gym.agents.registry import AGENTS
 from mosaic_gym.attacks import ATTACKS
 from mosaic_gym.env import TIER_CHOICES
 from mosaic_gym.envs import ENV_IDS

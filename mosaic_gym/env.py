@@ -257,6 +257,13 @@ class ToolEnv(gym.Env[str, str | Action | NativeReply]):
         self._np_random = rng
 
     @property
+    def step_budget(self) -> int:
+        """The current episode's reply budget (a template may set its own ``max_steps``)."""
+        if self._episode is None:
+            raise RuntimeError("call reset() first")
+        return self._episode.max_steps
+
+    @property
     def task(self) -> Task:
         """The current task instance (its world is the live world)."""
         if self._episode is None:

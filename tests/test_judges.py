@@ -23,7 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mosaic_gym import ToolEnv
-from mosaic_gym.agents.registry import AgentConfigError
+from mosaic_gym.agent import AgentConfigError
 from mosaic_gym.agents.scripted import NaiveAgent, OracleAgent, RefuseAgent
 from mosaic_gym.judges import LLMJudge, RuleJudge, group_wins, parse_answer
 from mosaic_gym.outcome import Leak, Outcome

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from mosaic_gym import ToolEnv
-from mosaic_gym.agents.base import AgentRuntimeError
+from mosaic_gym.agent import AgentRuntimeError
 from mosaic_gym.agents.openai_agent import OpenAIAgent, native_messages
 from mosaic_gym.cli import main
 from mosaic_gym.compare import compare, format_table, load

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from mosaic_gym.agents.base import Turn
+from mosaic_gym.agent import Turn
 from mosaic_gym.agents.registry import AGENTS, AgentEntry
 from mosaic_gym.evaluation import TRAJECTORIES, EvalConfig, load_records, run_eval
 from mosaic_gym.protocol import Action

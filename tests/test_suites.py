@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from mosaic_gym import ToolEnv
+from mosaic_gym.agent import Agent
 from mosaic_gym.agents import NaiveAgent, OracleAgent, RefuseAgent
-from mosaic_gym.agents.base import Agent
 from mosaic_gym.attacks import ATTACKS
 from mosaic_gym.cli import inventory, main
 from mosaic_gym.envs import SUITES

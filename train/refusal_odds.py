@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from mosaic_gym import ENV_IDS, ToolEnv
+from mosaic_gym.agent import AgentConfigError
 from mosaic_gym.agents.hf import load_model
-from mosaic_gym.agents.registry import AgentConfigError
 from mosaic_gym.agents.transcript import TranscriptBuilder
 from mosaic_gym.env import TIER_CHOICES, SplitChoice, TierChoice
 from mosaic_gym.protocol import render
