@@ -21,7 +21,6 @@ from mosaic_gym.native import PROTOCOLS
 from mosaic_gym.scenarios.loader import ScenarioLoadError, load_folder
 from mosaic_gym.scenarios.suite import Suite
 from mosaic_gym.selfcheck import check_suite
-from mosaic_gym.train.config import ConfigError
 from mosaic_gym.world.world import SERVICES
 
 EXIT_USAGE = 2
@@ -39,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.overrides = extra
     try:
         return int(args.run(args))
-    except (UsageError, ScenarioLoadError, EvalError, AgentConfigError, AgentRuntimeError, ConfigError) as error:
+    except (UsageError, ScenarioLoadError, EvalError, AgentConfigError, AgentRuntimeError) as error:
         print(f"mosaic-gym {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -185,13 +184,16 @@ def _llm_extra(what: str, error: ModuleNotFoundError) -> Exception:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from mosaic_gym.train.config import load_config
+    # The trainer's modules load only for this command: the rest of the CLI never imports them.
+    from mosaic_gym.train.config import ConfigError, load_config
 
-    config = load_config(args.config, args.overrides)
     try:
+        config = load_config(args.config, args.overrides)
         from mosaic_gym.train.run import train
 
         summary = train(config, args.out, resume=args.resume)
+    except ConfigError as error:
+        raise UsageError(str(error)) from None
     except ModuleNotFoundError as error:
         raise _llm_extra("training", error) from None
     except KeyboardInterrupt:
@@ -206,11 +208,14 @@ def _train(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     from mosaic_gym.demo import DemoPlan, run_demo
+    from mosaic_gym.train.config import ConfigError
 
     try:
         report = run_demo(args.out, DemoPlan(episodes=args.episodes))
     except ModuleNotFoundError as error:
         raise _llm_extra("the demo", error) from None
+    except ConfigError as error:
+        raise UsageError(str(error)) from None
     print(f"before/after report: {report} (plot: {report.with_suffix('.png')})")
     return 0
 
