@@ -15,12 +15,11 @@ import base64
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Literal
 
+from mosaic_gym.splits import SPLITS, Split
 from mosaic_gym.world.generate import Draw
 
 # The same values as a template's split; spelled out here because templates import this module.
-Split = Literal["train", "heldout"]
 
 
 @dataclass(frozen=True)
@@ -65,7 +64,7 @@ def attack_family(
             raise ValueError(f"attack family {name!r} needs a docstring describing it")
         if name in ATTACKS:
             raise ValueError(f"attack family {name!r} is already registered")
-        if split not in ("train", "heldout"):
+        if split not in SPLITS:
             raise ValueError(f"attack family {name!r}: split must be 'train' or 'heldout'")
         ATTACKS[name] = AttackFamily(name, description, split, render, benign, two_carriers)
         return render

@@ -5,9 +5,8 @@ from __future__ import annotations
 import copy
 import difflib
 import json
-import typing
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -32,14 +31,12 @@ from mosaic_gym.scenarios.instantiate import Task, instantiate
 from mosaic_gym.scenarios.predicates import Evidence
 from mosaic_gym.scenarios.suite import Suite
 from mosaic_gym.spaces import UnicodeText
+from mosaic_gym.splits import SPLIT_CHOICES, TIER_CHOICES, SplitChoice, TierChoice
 from mosaic_gym.tools import call_tool
 from mosaic_gym.world import JournalEntry
 
 MAX_OBSERVATION_CHARS = 200_000
 RESET_OPTIONS = frozenset({"task", "attack"})
-SplitChoice = Literal["train", "heldout", "all"]
-TierChoice = Literal["starter", "standard", "all"]
-TIER_CHOICES: tuple[str, ...] = typing.get_args(TierChoice)
 
 
 @dataclass
@@ -98,7 +95,7 @@ class ToolEnv(gym.Env[str, str | Action | NativeReply]):
         self.suite = _suite(suite)
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be 'text' or 'native', got {protocol!r}")
-        if split not in ("train", "heldout", "all"):
+        if split not in SPLIT_CHOICES:
             raise ValueError(f"split must be 'train', 'heldout' or 'all', got {split!r}")
         if tier not in TIER_CHOICES:
             raise ValueError(f"tier must be 'starter', 'standard' or 'all', got {tier!r}")

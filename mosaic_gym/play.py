@@ -17,13 +17,14 @@ from mosaic_gym.agents.human import HumanAgent
 from mosaic_gym.agents.registry import make_judge
 from mosaic_gym.agents.scripted import OracleAgent
 from mosaic_gym.attacks import ATTACKS
-from mosaic_gym.env import SplitChoice, ToolEnv
+from mosaic_gym.env import ToolEnv
 from mosaic_gym.envs import ENV_IDS, SUITE_OF, SUITES
 from mosaic_gym.native import ProtocolChoice
 from mosaic_gym.outcome import Outcome
 from mosaic_gym.protocol import Action
 from mosaic_gym.rollout import EpisodeSpec, Trajectory, rollout
 from mosaic_gym.scenarios.template import Template
+from mosaic_gym.splits import SplitChoice
 
 CLIP = 90
 JUDGE = "rule"  # the registered judge whose verdict the player sees; it must explain() its verdicts

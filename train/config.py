@@ -21,7 +21,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from pydantic_core import ErrorDetails
 
 from mosaic_gym import ENV_IDS
-from mosaic_gym.env import TIER_CHOICES, TierChoice
+from mosaic_gym.splits import TIER_CHOICES, TierChoice
 
 RECIPES = Path(__file__).parent / "recipes"
 Reward = Literal["pairwise", "scalar"]
