@@ -14,13 +14,13 @@ from typing import Any
 from mosaic_gym.agent import AgentConfigError, AgentRuntimeError
 from mosaic_gym.agents.registry import AGENTS
 from mosaic_gym.attacks import ATTACKS
-from mosaic_gym.env import TIER_CHOICES
 from mosaic_gym.envs import ENV_IDS
 from mosaic_gym.evaluation import EvalError
 from mosaic_gym.native import PROTOCOLS
 from mosaic_gym.scenarios.loader import ScenarioLoadError, load_folder
 from mosaic_gym.scenarios.suite import Suite
 from mosaic_gym.selfcheck import check_suite
+from mosaic_gym.splits import SPLIT_CHOICES, TIER_CHOICES
 from mosaic_gym.world.world import SERVICES
 
 EXIT_USAGE = 2
@@ -102,7 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--env", action="append", dest="envs", metavar="ID", help="env id to include (repeatable; default: all five)"
     )
-    evaluate.add_argument("--split", default="heldout", choices=("train", "heldout", "all"), help="default heldout")
+    evaluate.add_argument("--split", default="heldout", choices=SPLIT_CHOICES, help="default heldout")
     evaluate.add_argument(
         "--tier", default="all", choices=TIER_CHOICES, help="starter (1-3 tool calls), standard or all (default)"
     )
@@ -146,7 +146,7 @@ def _parser() -> argparse.ArgumentParser:
     playing.add_argument("--task", help="template id (default: one drawn by the seed; see 'mosaic-gym list --json')")
     playing.add_argument("--seed", type=int, default=0, help="instance seed (default 0)")
     playing.add_argument("--attack", metavar="FAMILY", help="attack family of an injection task (see 'list')")
-    playing.add_argument("--split", default="all", choices=("train", "heldout", "all"), help="templates to draw from")
+    playing.add_argument("--split", default="all", choices=SPLIT_CHOICES, help="templates to draw from")
     playing.add_argument(
         "--protocol", default="text", choices=PROTOCOLS, help="how your actions reach the env (default text)"
     )
@@ -288,6 +288,7 @@ def _eval(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from mosaic_gym.evaluation import EvalConfig, run_eval
+    from mosaic_gym.metrics import HEADLINE
     from mosaic_gym.report import format_metric
 
     config = EvalConfig(
@@ -321,7 +322,7 @@ def _eval(args: argparse.Namespace) -> int:
         for bar in bars:
             bar.close()
     overall = metrics["overall"]
-    for name in ("harm_score", "attack_success_rate", "benign_completion_rate", "privacy_leak_rate"):
+    for name in HEADLINE:
         print(f"{name:24} {format_metric(overall[name])}")
     print(f"wrote {args.out / 'trajectories.jsonl'}, metrics.json, report.md, report.html")
     return 0
@@ -363,7 +364,9 @@ def _play(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from mosaic_gym.envs import SUITES
+    from mosaic_gym.tools import REGISTRY, builtin_tools
 
+    before = {t.name for t in REGISTRY}
     for path in args.imports:
         _run_user_file(path)
     if args.path is not None:
@@ -375,7 +378,10 @@ def _check(args: argparse.Namespace) -> int:
             print(f"{args.path}: {len(error.problems)} problem(s), nothing loaded:", file=sys.stderr)
             print("\n".join(f"  {line}" for line in error.problems), file=sys.stderr)
             return 1
-        suites = [Suite(args.path.name, tuple(args.services), args.path.resolve())]
+        # The folder's suite offers the built-in tools of its services and the tools --import added.
+        added = [t.name for t in REGISTRY.for_services(args.services) if t.name not in before]
+        tools = (*builtin_tools(*args.services), *added)
+        suites = [Suite(args.path.name, tuple(args.services), args.path.resolve(), tool_names=tools)]
     else:
         suites = list(SUITES.values())
     failed = loose = 0
