@@ -22,9 +22,9 @@ from typing import TextIO
 from pydantic import ValidationError
 
 from mosaic_gym.agent import Turn
+from mosaic_gym.attacks import merge_spans
 from mosaic_gym.prompts import tool_line
 from mosaic_gym.protocol import Action
-from mosaic_gym.report_episodes import merge_spans
 
 NO_INPUT = "no input"
 # Around injected text: reverse video on a terminal, plain markers in files and pipes.

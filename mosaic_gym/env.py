@@ -29,7 +29,7 @@ from mosaic_gym.prompts import NATIVE_PROTOCOL, flagged_schema, system_prompt, t
 from mosaic_gym.protocol import MAX_TEXT_CHARS, Action, ParseError, parse, render
 from mosaic_gym.scenarios.instantiate import Task, instantiate
 from mosaic_gym.scenarios.predicates import Evidence
-from mosaic_gym.scenarios.suite import Suite
+from mosaic_gym.scenarios.suite import SUITES, Suite
 from mosaic_gym.spaces import UnicodeText
 from mosaic_gym.splits import SPLIT_CHOICES, TIER_CHOICES, SplitChoice, TierChoice
 from mosaic_gym.tools import call_tool
@@ -346,8 +346,6 @@ def _rendered(message: dict[str, Any]) -> str:
 def _suite(suite: str | Suite) -> Suite:
     if isinstance(suite, Suite):
         return suite
-    from mosaic_gym.envs import SUITES
-
     if suite not in SUITES:
         raise ValueError(f"unknown suite {suite!r}; built-in suites: {', '.join(SUITES)}")
     return SUITES[suite]

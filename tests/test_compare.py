@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from scipy import stats
 
-from mosaic_gym.cli import main
-from mosaic_gym.compare import Difference, compare, format_difference, load, newcombe, welch
-from mosaic_gym.evaluation import EvalConfig, EvalError, run_eval
-from mosaic_gym.metrics import METRICS
+from mosaic_gym.cli.main import main
+from mosaic_gym.evaluation.compare import Difference, compare, format_difference, load, newcombe, welch
+from mosaic_gym.evaluation.metrics import METRICS
+from mosaic_gym.evaluation.run import EvalConfig, EvalError, run_eval
 
 EPISODES = 20
 

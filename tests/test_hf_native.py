@@ -25,7 +25,7 @@ from mosaic_gym.agents.generation import Generation, Sampling  # noqa: E402
 from mosaic_gym.agents.hf import HFAgent  # noqa: E402
 from mosaic_gym.agents.hf_native import NativeChat  # noqa: E402
 from mosaic_gym.agents.scripted import OracleAgent  # noqa: E402
-from mosaic_gym.evaluation import TRAJECTORIES, EvalConfig, load_records, run_eval  # noqa: E402
+from mosaic_gym.evaluation.run import TRAJECTORIES, EvalConfig, load_records, run_eval  # noqa: E402
 from mosaic_gym.native import REFUSE_TOOL, NativeCall, NativeReply  # noqa: E402
 from mosaic_gym.rollout import EpisodeSpec, rollout  # noqa: E402
 from tests.chat_template import CHATML_TOOLS  # noqa: E402

@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pytest
 
-from mosaic_gym.metrics import mean, ratio, wilson
+from mosaic_gym.evaluation.metrics import mean, ratio, wilson
 
 TRUTH = 0.2  # the population's per-step rate: each episode's rate is Beta(0.5, 2), mean 0.2
 REPLICATES = 300

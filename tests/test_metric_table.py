@@ -9,8 +9,8 @@ import pytest
 
 from mosaic_gym import ToolEnv
 from mosaic_gym.agents import NaiveAgent
-from mosaic_gym.metrics import HEADLINE, TABLE, Episode, metric_block
-from mosaic_gym.plots import KEY_METRICS, LOWER_IS_BETTER
+from mosaic_gym.evaluation.metrics import HEADLINE, TABLE, Episode, metric_block
+from mosaic_gym.evaluation.plots import KEY_METRICS, LOWER_IS_BETTER
 from mosaic_gym.rollout import EpisodeSpec, rollout
 from mosaic_gym.train.step_stats import episode_rates
 

@@ -19,8 +19,8 @@ from mosaic_gym import ToolEnv
 from mosaic_gym.agent import AgentConfigError, AgentRuntimeError, Turn
 from mosaic_gym.agents.openai_agent import STOP, OpenAIAgent, convert_messages, restore_stop
 from mosaic_gym.agents.registry import AgentOptions, make_agent
-from mosaic_gym.cli import main
-from mosaic_gym.evaluation import TRAJECTORIES, EvalConfig, load_records, run_eval
+from mosaic_gym.cli.main import main
+from mosaic_gym.evaluation.run import TRAJECTORIES, EvalConfig, load_records, run_eval
 from mosaic_gym.rollout import EpisodeSpec, make_turn
 from tests.fake_openai import PROXY_VARIABLES, FakeOpenAI, loopback_only
 

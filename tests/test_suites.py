@@ -12,7 +12,7 @@ from mosaic_gym import Suite, ToolEnv
 from mosaic_gym.agent import Agent
 from mosaic_gym.agents import NaiveAgent, OracleAgent, RefuseAgent
 from mosaic_gym.attacks import ATTACKS
-from mosaic_gym.cli import inventory, main
+from mosaic_gym.cli.main import inventory, main
 from mosaic_gym.envs import SUITES
 from mosaic_gym.outcome import Outcome
 from mosaic_gym.rollout import EpisodeSpec, rollout

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mosaic_gym.cli import main
+from mosaic_gym.cli.main import main
 from mosaic_gym.train.config import RECIPES, ConfigError, TrainConfig, from_dict, load_config
 
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from mosaic_gym.evaluation.metrics import TABLE, point
 from mosaic_gym.judges import PairwiseJudge
-from mosaic_gym.metrics import TABLE, point
 from mosaic_gym.outcome import Outcome
 from mosaic_gym.rollout import Trajectory
 from mosaic_gym.train.rewards import RewardParts

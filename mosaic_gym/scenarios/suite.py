@@ -54,6 +54,11 @@ class Suite:
         return [t for t in _load(self) if (split is None or t.split == split) and (tier is None or t.tier == tier)]
 
 
+SUITES: dict[str, Suite] = {}
+"""Suites by name, for ``ToolEnv("files")``. The built-in suites (``mosaic_gym.envs``) fill it
+when ``mosaic_gym`` is imported, so the core never imports them."""
+
+
 @functools.cache
 def _load(suite: Suite) -> tuple[Template, ...]:
     return tuple(load_folder(suite.folder, suite.services))

@@ -1,7 +1,7 @@
 """Side-by-side comparison of eval runs: each metric per run, and its difference to the first run.
 
 The first run is the baseline; how a difference is estimated follows the metric's aggregation
-in :data:`mosaic_gym.metrics.TABLE`. A difference of two rates gets Newcombe's hybrid score
+in :data:`mosaic_gym.evaluation.metrics.TABLE`. A difference of two rates gets Newcombe's hybrid score
 interval (method 10 of Newcombe 1998), built from the two Wilson intervals that
 ``metrics.json`` already reports. Means and per-step ratios need the per-episode values, so
 those are recomputed from ``trajectories.jsonl``: a difference of two means gets Welch's t
@@ -23,11 +23,11 @@ import numpy as np
 from pydantic import ValidationError
 from scipy import stats
 
-from mosaic_gym.evaluation import METRICS as METRICS_FILE
-from mosaic_gym.evaluation import RUN_FILE, TRAJECTORIES, EvalError, load_records, load_run
-from mosaic_gym.metrics import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, BY_NAME, METRICS, TABLE, wilson
-from mosaic_gym.metrics import per_episode as metric_per_episode
-from mosaic_gym.records import outcome_of
+from mosaic_gym.evaluation.metrics import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, BY_NAME, METRICS, TABLE, wilson
+from mosaic_gym.evaluation.metrics import per_episode as metric_per_episode
+from mosaic_gym.evaluation.records import outcome_of
+from mosaic_gym.evaluation.run import METRICS as METRICS_FILE
+from mosaic_gym.evaluation.run import RUN_FILE, TRAJECTORIES, EvalError, load_records, load_run
 
 PER_EPISODE = tuple(metric.name for metric in TABLE if metric.aggregate != "rate")
 """Metrics whose comparison needs each episode's value (means and ratios), not only the counts."""

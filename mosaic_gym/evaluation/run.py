@@ -19,9 +19,9 @@ from typing import Any
 from mosaic_gym.agents.registry import AgentOptions, make_agent
 from mosaic_gym.env import ToolEnv
 from mosaic_gym.envs import ENV_IDS, SUITE_OF
-from mosaic_gym.metrics import Episode, compute
+from mosaic_gym.evaluation.metrics import Episode, compute
+from mosaic_gym.evaluation.records import dumps, episode_key, outcome_of, to_record
 from mosaic_gym.native import PROTOCOLS, ProtocolChoice
-from mosaic_gym.records import dumps, episode_key, outcome_of, to_record
 from mosaic_gym.rollout import EpisodeSpec, rollout
 from mosaic_gym.splits import SPLIT_CHOICES, TIER_CHOICES
 
@@ -125,7 +125,7 @@ def run_eval(config: EvalConfig, out: Path, on_episode: Callable[[int, int], Non
     metrics = compute_metrics(records.values())
     metrics["run"] = config.identity()
     _write_atomic(out / METRICS, json.dumps(metrics, indent=2))
-    from mosaic_gym.report import write_reports
+    from mosaic_gym.evaluation.report import write_reports
 
     write_reports(out, metrics, sorted(records.values(), key=lambda r: (r["env"], r["index"])))
     return metrics

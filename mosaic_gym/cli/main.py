@@ -15,7 +15,7 @@ from mosaic_gym.agent import AgentConfigError, AgentRuntimeError
 from mosaic_gym.agents.registry import AGENTS
 from mosaic_gym.attacks import ATTACKS
 from mosaic_gym.envs import ENV_IDS
-from mosaic_gym.evaluation import EvalError
+from mosaic_gym.evaluation.run import EvalError
 from mosaic_gym.native import PROTOCOLS
 from mosaic_gym.scenarios.loader import ScenarioLoadError, load_folder
 from mosaic_gym.scenarios.suite import Suite
@@ -207,7 +207,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from mosaic_gym.demo import DemoPlan, run_demo
+    from mosaic_gym.cli.demo import DemoPlan, run_demo
     from mosaic_gym.train.config import ConfigError
 
     try:
@@ -287,9 +287,9 @@ def _list(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from mosaic_gym.evaluation import EvalConfig, run_eval
-    from mosaic_gym.metrics import HEADLINE
-    from mosaic_gym.report import format_metric
+    from mosaic_gym.evaluation.metrics import HEADLINE
+    from mosaic_gym.evaluation.report import format_metric
+    from mosaic_gym.evaluation.run import EvalConfig, run_eval
 
     config = EvalConfig(
         agent=args.agent,
@@ -329,7 +329,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from mosaic_gym.compare import compare, format_table, load, write
+    from mosaic_gym.evaluation.compare import compare, format_table, load, write
 
     if len(args.runs) < 2:
         raise UsageError(
@@ -344,7 +344,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from mosaic_gym.export import export
+    from mosaic_gym.evaluation.export import export
 
     count = export(args.run_dir, args.format, args.to)
     print(f"wrote {count} episodes to {args.to} ({args.format})")
@@ -352,7 +352,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _play(args: argparse.Namespace) -> int:
-    from mosaic_gym.play import PlayError, play
+    from mosaic_gym.cli.play import PlayError, play
 
     try:
         return play(
@@ -433,7 +433,3 @@ def _run_user_file(path: Path) -> None:
         runpy.run_path(str(path), run_name=path.stem)
     except Exception as error:  # the user's code, not ours: say what it raised, in one line
         raise UsageError(f"--import {path}: {type(error).__name__}: {error}") from None
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

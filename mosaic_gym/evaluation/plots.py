@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from mosaic_gym.metrics import HEADLINE, TABLE
+from mosaic_gym.evaluation.metrics import HEADLINE, TABLE
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
