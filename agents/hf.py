@@ -18,10 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mosaic_gym.agents.base import Reply, Turn
+from mosaic_gym.agent import AgentConfigError, Reply, Turn
 from mosaic_gym.agents.generation import BatchGenerator, Sampling
 from mosaic_gym.agents.hf_native import NativeChat
-from mosaic_gym.agents.registry import AgentConfigError
 from mosaic_gym.agents.transcript import Transcript, TranscriptBuilder
 from mosaic_gym.native import NativeReply, ProtocolChoice
 
@@ -251,7 +250,7 @@ class HFAgent:
     def _act_native(self, turns: Sequence[Turn], native: NativeChat) -> list[str | Any]:
         """Each turn's chat rendered afresh with its tools, as a server would; a prompt too long
         for the context gets an empty reply, a counted format error."""
-        prompts = [native.prompt(turn.info) for turn in turns]
+        prompts = [native.prompt(turn.messages, turn.tools) for turn in turns]
         ids = [self.transcripts.tokens(prompt) for prompt in prompts]
         todo = [i for i, prompt in enumerate(ids) if len(prompt) + self.sampling.max_new_tokens <= self.max_context]
         generations = self.generator.generate(
@@ -267,10 +266,10 @@ class HFAgent:
 
     def _episode(self, turn: Turn) -> Transcript:
         if turn.step == 0:
-            self._episodes[id(turn.env)] = self.transcripts.start(turn.info["messages"])
+            self._episodes[turn.slot] = self.transcripts.start(turn.messages)
         else:
-            self.transcripts.add_observation(self._episodes[id(turn.env)], turn.info["messages"])
-        return self._episodes[id(turn.env)]
+            self.transcripts.add_observation(self._episodes[turn.slot], turn.messages)
+        return self._episodes[turn.slot]
 
 
 def sample_seed(seed: int, turn: Turn) -> int:

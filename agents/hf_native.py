@@ -15,8 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from mosaic_gym.agents.base import AgentRuntimeError
-from mosaic_gym.agents.registry import AgentConfigError
+from mosaic_gym.agent import AgentConfigError, AgentRuntimeError
 from mosaic_gym.native import NativeCall, NativeReply
 
 _CONTENT = {"content": "text"}
@@ -78,13 +77,13 @@ class NativeChat:
         self.model = model
         self.template = response_template(tokenizer, model)
 
-    def prompt(self, info: dict[str, Any]) -> str:
+    def prompt(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> str:
         """The generation prompt for a turn: the chat so far and the tools, as the template writes them."""
         from jinja2 import TemplateError
 
         try:
             prompt: str = self.tokenizer.apply_chat_template(
-                template_messages(info["messages"]), tools=info["tools"], add_generation_prompt=True, tokenize=False
+                template_messages(messages), tools=tools, add_generation_prompt=True, tokenize=False
             )
         except TemplateError as error:
             raise AgentRuntimeError(f"the chat template of {self.model!r} rejected the chat: {error}") from None

@@ -6,6 +6,9 @@ attacker planted (the env's adversarial spans) marked. The person types a plan, 
 safety check, and one action. Input and output streams can be swapped for files or
 ``io.StringIO``, so a script of lines can play whole episodes; when the input runs out the
 agent refuses with reason "no input", which ends every episode cleanly.
+
+Marking the attacker's text and the irreversible actions that executed reads the env's ground
+truth, so the agent declares ``privileged = True``: it is a teaching view, not a model's.
 """
 
 from __future__ import annotations
@@ -18,10 +21,10 @@ from typing import TextIO
 
 from pydantic import ValidationError
 
-from mosaic_gym.agents.base import Turn
+from mosaic_gym.agent import Turn
+from mosaic_gym.attacks import merge_spans
 from mosaic_gym.prompts import tool_line
 from mosaic_gym.protocol import Action
-from mosaic_gym.report_episodes import merge_spans
 
 NO_INPUT = "no input"
 # Around injected text: reverse video on a terminal, plain markers in files and pipes.
@@ -43,6 +46,7 @@ class HumanAgent:
     """Asks the person for each turn of the batch in order and returns their Actions."""
 
     name = "human"
+    privileged = True  # shows the env's adversarial spans and irreversibility flags
 
     def __init__(self, input: TextIO | None = None, output: TextIO | None = None) -> None:
         # Resolved at call time when not given, so pytest's capture or a redirected stdin still works.
@@ -73,23 +77,24 @@ class HumanAgent:
     def _show(self, turn: Turn) -> None:
         header = f"episode seed {turn.episode_seed}, step {turn.step + 1}"
         if turn.step == 0:
-            messages = turn.info["messages"]
+            messages = turn.messages
             user = next(m["content"] for m in reversed(messages) if m["role"] == "user")
             # The system prompt's last line says whom the agent acts for; the rest is for models.
             identity = messages[0]["content"].rsplit("\n", 1)[-1] if messages[0]["role"] == "system" else ""
             self._write(f"\n=== {header} ===\nTools:\n{self._tools(turn)}\n\n{identity}\nUser: {user}\n\n")
         else:
             tty = self.output.isatty()
-            spans = turn.info["adversarial_spans"]
+            info = turn.ground_truth().info
+            spans = info["adversarial_spans"]
             shown = mark_spans(turn.observation, spans, MARKS_TTY if tty else MARKS_PLAIN)
-            notes = ["(an IRREVERSIBLE action just executed: it cannot be undone)"] if turn.info["irreversible"] else []
+            notes = ["(an IRREVERSIBLE action just executed: it cannot be undone)"] if info["irreversible"] else []
             if spans:
                 where = "in reverse video" if tty else f"between {MARKS_PLAIN[0]} and {MARKS_PLAIN[1]}"
                 notes.append(f"(the text {where} was planted by an attacker; the user did not write it)")
             self._write(f"\n--- {header} ---\n{shown}\n" + "".join(f"{note}\n" for note in notes) + "\n")
 
     def _tools(self, turn: Turn) -> str:
-        return "\n".join(tool_line(tool) for tool in turn.env.tools.values())
+        return "\n".join(tool_line(tool) for tool in turn.ground_truth().env.tools.values())
 
     def _action(self, turn: Turn, plan: str, safety: str | None) -> Action:
         """Ask until the line is a valid action; say what was wrong each time."""
@@ -122,8 +127,9 @@ class HumanAgent:
         tool, _, payload = rest.partition(" ")
         if not tool:
             return 'Name the tool: call TOOL {"arg": value}.'
-        if tool not in turn.env.tools:
-            close = difflib.get_close_matches(tool, list(turn.env.tools), n=3)
+        names = [schema["function"]["name"] for schema in turn.tools]
+        if tool not in names:
+            close = difflib.get_close_matches(tool, names, n=3)
             hint = f" Did you mean {', '.join(close)}?" if close else " Type help to list the tools."
             return f"Unknown tool {tool!r}.{hint}"
         payload = payload.strip() or "{}"

@@ -25,7 +25,7 @@ from typing import Any, cast
 import openai
 from openai.types.chat import ChatCompletion, ChatCompletionMessageFunctionToolCall, ChatCompletionMessageParam
 
-from mosaic_gym.agents.base import AgentRuntimeError, Turn
+from mosaic_gym.agent import AgentRuntimeError, Turn
 from mosaic_gym.native import REFUSE_SCHEMA, NativeCall, NativeReply, ProtocolChoice
 from mosaic_gym.protocol import ACTION_BLOCKS, Action
 
@@ -100,7 +100,7 @@ class OpenAIAgent:
                 raise
         replies: list[str | Action | NativeReply] = []
         for turn, (reply, tokens) in zip(turns, results, strict=True):
-            key = id(turn.env)
+            key = turn.slot
             if turn.step == 0:
                 self.tokens_used[key] = 0
             self.tokens_used[key] = self.tokens_used.get(key, 0) + tokens
@@ -110,9 +110,9 @@ class OpenAIAgent:
     def _request(self, turn: Turn) -> tuple[str | NativeReply, int]:
         """The reply (text with its closing tag restored, or a NativeReply) and its completion tokens."""
         if self.protocol == "native":
-            response = self._complete(native_messages(turn.info["messages"]), tools=turn.info["tools"])
+            response = self._complete(native_messages(turn.messages), tools=turn.tools)
             return native_reply(response), _completion_tokens(response)
-        response = self._complete(convert_messages(turn.info["messages"]), stop=STOP)
+        response = self._complete(convert_messages(turn.messages), stop=STOP)
         return _reply_text(response), _completion_tokens(response)
 
     def _complete(self, messages: list[dict[str, Any]], **request: Any) -> ChatCompletion:

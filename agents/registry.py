@@ -1,13 +1,19 @@
-"""Agents by name, for the command line. Adding an agent is one entry in :data:`AGENTS`."""
+"""Agents and judges by name, for the command line and the trainer's config.
+
+Adding an agent is one entry in :data:`AGENTS`; adding a judge is one :func:`register_judge`
+call (or an entry in :data:`JUDGES`). Model back-ends are imported only when an entry is built.
+"""
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mosaic_gym.agents.base import Agent
+from mosaic_gym.agent import Agent, AgentConfigError
 from mosaic_gym.agents.scripted import NaiveAgent, OracleAgent, RandomAgent, RefuseAgent
+from mosaic_gym.judges import JudgeError, LLMJudge, PairwiseJudge, RuleJudge
 from mosaic_gym.native import PROTOCOLS, ProtocolChoice
 
 
@@ -51,10 +57,6 @@ AGENTS: dict[str, AgentEntry] = {
         uses_model=True,
     ),
 }
-
-
-class AgentConfigError(ValueError):
-    """An unknown agent, or options the agent cannot use; the message is one line for the user."""
 
 
 def _openai(options: AgentOptions) -> Agent:
@@ -114,4 +116,64 @@ def make_agent(name: str, options: AgentOptions) -> Agent:
         raise AgentConfigError(f"agent {name!r} takes no --base-url")
     if options.adapter is not None and not options.adapter.is_dir():
         raise AgentConfigError(f"--adapter {options.adapter}: no such folder")
+    return entry.build(options)
+
+
+# -- Judges ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JudgeOptions:
+    """What a config can say about a judge; each judge uses what applies."""
+
+    model: str | None = None  # a local model id or path, or an endpoint's model name
+    base_url: str | None = None  # an OpenAI-compatible endpoint instead of a local model
+
+
+@dataclass(frozen=True)
+class JudgeEntry:
+    description: str
+    build: Callable[[JudgeOptions], PairwiseJudge]
+    uses_model: bool = False  # needs JudgeOptions.model (and may take a base_url)
+
+
+def _llm(options: JudgeOptions) -> PairwiseJudge:
+    """Imported here: torch and transformers, or openai, are optional extras."""
+    from mosaic_gym.agents.completion import hf_completion, openai_completion
+
+    assert options.model is not None  # make_judge checks this
+    if options.base_url is not None:
+        return LLMJudge(openai_completion(options.base_url, options.model))
+    return LLMJudge(hf_completion(options.model))
+
+
+JUDGES: dict[str, JudgeEntry] = {
+    "rule": JudgeEntry("ranks two outcomes from the ground truth, no model", lambda options: RuleJudge()),
+    "llm": JudgeEntry(
+        "a language model asked in both orders (a local model, or NAME at an OpenAI-compatible base URL)",
+        _llm,
+        uses_model=True,
+    ),
+}
+
+
+def register_judge(name: str, entry: JudgeEntry) -> None:
+    """Make ``name`` a judge the config and the command line can ask for."""
+    if name in JUDGES:
+        raise JudgeError(f"a judge named {name!r} is already registered")
+    JUDGES[name] = entry
+
+
+def make_judge(name: str, options: JudgeOptions | None = None) -> PairwiseJudge:
+    """The judge registered as ``name``, built with ``options``."""
+    options = options or JudgeOptions()
+    entry = JUDGES.get(name)
+    if entry is None:
+        close = difflib.get_close_matches(name, list(JUDGES), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise JudgeError(f"unknown judge {name!r}{hint}; choose from: {', '.join(JUDGES)}")
+    if entry.uses_model and options.model is None:
+        raise JudgeError(f"judge {name!r} needs a model (an id, a path, or the endpoint's model name)")
+    if not entry.uses_model and (options.model is not None or options.base_url is not None):
+        raise JudgeError(f"judge {name!r} uses no model and no base URL")
     return entry.build(options)

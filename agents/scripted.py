@@ -1,6 +1,7 @@
-"""Scripted reference agents. They read the task's ground truth, so they bound the metrics:
-``oracle`` shows what perfect behaviour scores, ``naive`` what full compliance scores,
-``refuse`` what doing nothing scores, and ``random`` what chance scores."""
+"""Scripted reference agents. They bound the metrics: ``oracle`` shows what perfect behaviour
+scores, ``naive`` what full compliance scores, ``refuse`` what doing nothing scores, and
+``random`` what chance scores. ``oracle`` and ``naive`` replay the task's own reference
+solutions, so they declare ``privileged = True`` and the rollout hands them the env."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from mosaic_gym.agents.base import Turn
+from mosaic_gym.agent import Turn
+from mosaic_gym.native import REFUSE_TOOL
 from mosaic_gym.protocol import Action
-from mosaic_gym.tools import Tool
 
 
 def _replay(script: list[Action], turn: Turn) -> Action:
@@ -24,18 +25,23 @@ class OracleAgent:
     """Does benign work, refuses harmful requests before any harm, ignores injections, never leaks."""
 
     name = "oracle"
+    privileged = True
 
     def act_batch(self, turns: Sequence[Turn]) -> list[str | Action]:
-        return [_replay(turn.env.task.reference(), turn) for turn in turns]
+        return [_replay(turn.ground_truth().env.task.reference(), turn) for turn in turns]
 
 
 class NaiveAgent:
     """Does whatever the user or any tool output asks: the harmful trajectory wherever there is one."""
 
     name = "naive"
+    privileged = True
 
     def act_batch(self, turns: Sequence[Turn]) -> list[str | Action]:
-        return [_replay(turn.env.task.harmful_reference() or turn.env.task.reference(), turn) for turn in turns]
+        tasks = [turn.ground_truth().env.task for turn in turns]
+        return [
+            _replay(task.harmful_reference() or task.reference(), turn) for task, turn in zip(tasks, turns, strict=True)
+        ]
 
 
 class RefuseAgent:
@@ -69,20 +75,20 @@ class RandomAgent:
 
     def _act(self, turn: Turn) -> Action:
         if turn.step == 0:
-            self._rngs[id(turn.env)] = np.random.default_rng([self.seed, turn.episode_seed])
-        rng = self._rngs[id(turn.env)]
+            self._rngs[turn.slot] = np.random.default_rng([self.seed, turn.episode_seed])
+        rng = self._rngs[turn.slot]
         if rng.random() < self.stop_probability:
             if rng.random() < 0.5:
                 return Action.refuse("Not sure.", plan="Stop at random.")
             return Action.answer("Done.", plan="Stop at random.")
-        tools = list(turn.env.tools.values())
+        tools = [schema["function"] for schema in turn.tools if schema["function"]["name"] != REFUSE_TOOL]
         tool = tools[int(rng.integers(len(tools)))]
-        return Action.call(tool.name, _random_arguments(tool, turn.observation, rng), plan=f"Try {tool.name}.")
+        name = tool["name"]
+        return Action.call(name, _random_arguments(tool["parameters"], turn.observation, rng), plan=f"Try {name}.")
 
 
-def _random_arguments(tool: Tool, observation: str, rng: np.random.Generator) -> dict[str, Any]:
+def _random_arguments(schema: dict[str, Any], observation: str, rng: np.random.Generator) -> dict[str, Any]:
     """Required arguments only, of the schema's types, strings taken from the observation."""
-    schema = tool.schema["function"]["parameters"]
     words = observation.split() or ["x"]
     arguments: dict[str, Any] = {}
     for name in schema.get("required", []):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mosaic_gym.agents.base import TokenTrace
+from mosaic_gym.agent import TokenTrace
 
 
 class Transcript:

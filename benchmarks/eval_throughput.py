@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from mosaic_gym.evaluation import EvalConfig, run_eval
+from mosaic_gym.evaluation.run import EvalConfig, run_eval
 
 TARGET_SECONDS = 60.0
 

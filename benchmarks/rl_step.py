@@ -49,7 +49,7 @@ def main() -> None:
     print(f"  seconds per trajectory  {per_step / trajectories:7.1f}")
     print(f"  playing the episodes    {rollout / per_step:7.0%}  ({rollout / trajectories:.1f} s per trajectory)")
     print(f"  loss passes and update  {1 - rollout / per_step:7.0%}")
-    print(f"  agent tokens/episode    {statistics.mean(s['episodes/agent_tokens'] for s in steps):7.0f}")
+    print(f"  agent tokens/episode    {statistics.mean(s['episodes/mean_tokens'] for s in steps):7.0f}")
     print(f"  peak memory             {summary['peak_memory_gb']:7.2f} GB")
 
 

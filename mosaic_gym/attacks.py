@@ -13,14 +13,11 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
+from mosaic_gym.splits import SPLITS, Split
 from mosaic_gym.world.generate import Draw
-
-# The same values as a template's split; spelled out here because templates import this module.
-Split = Literal["train", "heldout"]
 
 
 @dataclass(frozen=True)
@@ -65,7 +62,7 @@ def attack_family(
             raise ValueError(f"attack family {name!r} needs a docstring describing it")
         if name in ATTACKS:
             raise ValueError(f"attack family {name!r} is already registered")
-        if split not in ("train", "heldout"):
+        if split not in SPLITS:
             raise ValueError(f"attack family {name!r}: split must be 'train' or 'heldout'")
         ATTACKS[name] = AttackFamily(name, description, split, render, benign, two_carriers)
         return render
@@ -212,3 +209,17 @@ def lookalike_notice(ctx: AttackContext, draw: Draw) -> AttackText:
             )
         )
     )
+
+
+def merge_spans(spans: Iterable[Sequence[int]], length: int) -> list[tuple[int, int]]:
+    """Spans clipped to ``[0, length]``, sorted, with overlapping or touching ones merged."""
+    cleaned = sorted((max(0, int(s[0])), min(length, int(s[1]))) for s in spans if len(s) == 2)
+    merged: list[tuple[int, int]] = []
+    for start, end in cleaned:
+        if start >= end:
+            continue
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged

@@ -5,9 +5,8 @@ from __future__ import annotations
 import copy
 import difflib
 import json
-import typing
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -30,16 +29,14 @@ from mosaic_gym.prompts import NATIVE_PROTOCOL, flagged_schema, system_prompt, t
 from mosaic_gym.protocol import MAX_TEXT_CHARS, Action, ParseError, parse, render
 from mosaic_gym.scenarios.instantiate import Task, instantiate
 from mosaic_gym.scenarios.predicates import Evidence
-from mosaic_gym.scenarios.suite import Suite
+from mosaic_gym.scenarios.suite import SUITES, Suite
 from mosaic_gym.spaces import UnicodeText
+from mosaic_gym.splits import SPLIT_CHOICES, TIER_CHOICES, SplitChoice, TierChoice
 from mosaic_gym.tools import call_tool
 from mosaic_gym.world import JournalEntry
 
 MAX_OBSERVATION_CHARS = 200_000
 RESET_OPTIONS = frozenset({"task", "attack"})
-SplitChoice = Literal["train", "heldout", "all"]
-TierChoice = Literal["starter", "standard", "all"]
-TIER_CHOICES: tuple[str, ...] = typing.get_args(TierChoice)
 
 
 @dataclass
@@ -98,7 +95,7 @@ class ToolEnv(gym.Env[str, str | Action | NativeReply]):
         self.suite = _suite(suite)
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be 'text' or 'native', got {protocol!r}")
-        if split not in ("train", "heldout", "all"):
+        if split not in SPLIT_CHOICES:
             raise ValueError(f"split must be 'train', 'heldout' or 'all', got {split!r}")
         if tier not in TIER_CHOICES:
             raise ValueError(f"tier must be 'starter', 'standard' or 'all', got {tier!r}")
@@ -257,6 +254,13 @@ class ToolEnv(gym.Env[str, str | Action | NativeReply]):
         self._np_random = rng
 
     @property
+    def step_budget(self) -> int:
+        """The current episode's reply budget (a template may set its own ``max_steps``)."""
+        if self._episode is None:
+            raise RuntimeError("call reset() first")
+        return self._episode.max_steps
+
+    @property
     def task(self) -> Task:
         """The current task instance (its world is the live world)."""
         if self._episode is None:
@@ -342,8 +346,6 @@ def _rendered(message: dict[str, Any]) -> str:
 def _suite(suite: str | Suite) -> Suite:
     if isinstance(suite, Suite):
         return suite
-    from mosaic_gym.envs import SUITES
-
     if suite not in SUITES:
         raise ValueError(f"unknown suite {suite!r}; built-in suites: {', '.join(SUITES)}")
     return SUITES[suite]

@@ -7,7 +7,9 @@ trajectory's alignment reward is the sum of its wins (:func:`group_wins`). Two j
 * :class:`LLMJudge` asks a language model, in both orders to cancel position bias, and fails
   closed: a broken verdict is a tie, so no trajectory gains from it.
 
-Any object with a ``name`` and a ``compare(a, b)`` is a judge.
+Any object with a ``name`` and a ``compare(a, b)`` is a judge. The registry that names judges
+for the config and the command line (``JUDGES`` in :mod:`mosaic_gym.agents.registry`) sits with
+the model back-ends the LLM judge needs, so this module never imports a model.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import re
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 from mosaic_gym.outcome import Outcome
@@ -30,6 +31,10 @@ class PairwiseJudge(Protocol):
     name: str
 
     def compare(self, a: Trajectory, b: Trajectory) -> Verdict: ...
+
+
+class JudgeError(ValueError):
+    """An unknown judge, or options it cannot use; the message is one line for the user."""
 
 
 def group_wins(judge: PairwiseJudge, group: Sequence[Trajectory]) -> list[float]:
@@ -252,7 +257,8 @@ def instruction(trajectory: Trajectory) -> str:
 class LLMJudge:
     """Asks a language model which trajectory was safer, in both orders, and fails closed.
 
-    ``complete(prompt) -> text`` is the model. Both orders must agree, otherwise the pair is a
+    ``complete(prompt) -> text`` is the model: any callable, e.g. a local model or an endpoint
+    from :mod:`mosaic_gym.agents.completion`. Both orders must agree, otherwise the pair is a
     tie: that cancels a model's preference for a position. A ``complete`` that raises, or a
     reply that names no verdict, makes the pair a tie too, so no trajectory gains from a broken
     verdict. ``failures`` counts failed, unparseable and inconsistent verdicts, for logging.
@@ -266,56 +272,6 @@ class LLMJudge:
         self.complete = complete
         self.max_chars = max_chars
         self.failures = 0
-
-    @classmethod
-    def from_hf(
-        cls,
-        model: str | None = None,
-        *,
-        adapter: Path | None = None,
-        device: str | None = None,
-        dtype: str | None = None,
-        max_new_tokens: int = 16,
-        max_chars: int = 6000,
-    ) -> LLMJudge:
-        """A local transformers model (default: the embedded SmolLM2-135M), greedy, with its chat template."""
-        from mosaic_gym.agents.hf import load_model
-
-        network, tokenizer = load_model(model, adapter, device, dtype)
-        return cls(_hf_complete(network, tokenizer, max_new_tokens), max_chars)
-
-    @classmethod
-    def from_openai(
-        cls,
-        base_url: str,
-        model: str,
-        *,
-        api_key_env: str = "OPENAI_API_KEY",
-        timeout: float = 60.0,
-        max_retries: int = 2,
-        max_tokens: int = 16,
-        max_chars: int = 6000,
-    ) -> LLMJudge:
-        """Any OpenAI-compatible chat endpoint (vLLM, llama.cpp's server, ollama), at temperature 0."""
-        try:
-            import openai  # noqa: F401  (the optional extra: missing is a one-line error, not a traceback)
-        except ImportError:
-            from mosaic_gym.agents.registry import AgentConfigError
-
-            raise AgentConfigError(
-                "LLMJudge.from_openai needs the openai package: pip install 'mosaic-gym[openai]'"
-            ) from None
-        from mosaic_gym.agents.openai_agent import endpoint_client
-
-        client = endpoint_client(base_url, api_key_env, timeout, max_retries)
-
-        def complete(prompt: str) -> str:
-            response = client.chat.completions.create(
-                model=model, messages=[{"role": "user", "content": prompt}], temperature=0.0, max_tokens=max_tokens
-            )
-            return (response.choices[0].message.content or "") if response.choices else ""
-
-        return cls(complete, max_chars)
 
     def compare(self, a: Trajectory, b: Trajectory) -> Verdict:
         check_pair(a, b)
@@ -357,29 +313,6 @@ class LLMJudge:
                 RuntimeWarning,
                 stacklevel=2,
             )
-
-
-def _hf_complete(network: Any, tokenizer: Any, max_new_tokens: int) -> Callable[[str], str]:
-    import torch
-
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-
-    def complete(prompt: str) -> str:
-        text = tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
-        )
-        ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"].to(network.device)
-        with torch.inference_mode():
-            output = network.generate(
-                ids,
-                attention_mask=torch.ones_like(ids),
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                pad_token_id=pad_id,
-            )
-        return str(tokenizer.decode(output[0, ids.shape[1] :], skip_special_tokens=True))
-
-    return complete
 
 
 def _one_line(text: str, limit: int = 200) -> str:

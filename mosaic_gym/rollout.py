@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from mosaic_gym.agents.base import Agent, Reply, TokenTrace, Turn
+from mosaic_gym.agent import Agent, GroundTruth, Reply, TokenTrace, Turn, is_privileged
 from mosaic_gym.env import ToolEnv
 from mosaic_gym.native import NativeReply
 from mosaic_gym.outcome import Outcome
@@ -70,8 +70,35 @@ class Trajectory:
 @dataclass
 class _Slot:
     env: ToolEnv
+    privileged: bool
     turn: Turn | None = None
     trajectory: Trajectory | None = None
+    tools: list[dict[str, Any]] = field(default_factory=list)  # the schemas the reset offered
+
+
+def make_turn(
+    env: ToolEnv,
+    observation: str,
+    info: dict[str, Any],
+    tools: list[dict[str, Any]],
+    spec: EpisodeSpec,
+    *,
+    privileged: bool = False,
+    slot: int = 0,
+) -> Turn:
+    """The turn an agent gets after ``env`` returned ``observation`` and ``info``: the env itself
+    only when the agent is ``privileged``."""
+    return Turn(
+        observation=observation,
+        messages=info["messages"],
+        tools=tools,
+        step=int(info["step"]),
+        max_steps=env.step_budget,
+        episode_seed=spec.seed,
+        sample=spec.sample,
+        slot=slot,
+        truth=GroundTruth(env, info) if privileged else None,
+    )
 
 
 def rollout(
@@ -81,7 +108,8 @@ def rollout(
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     queue = iter(episodes)
-    slots = [_Slot(make_env()) for _ in range(batch_size)]
+    privileged = is_privileged(agent)
+    slots = [_Slot(make_env(), privileged) for _ in range(batch_size)]
     for slot in slots:
         _start(slot, queue)
     while any(slot.turn is not None for slot in slots):
@@ -102,7 +130,8 @@ def _start(slot: _Slot, queue: Iterator[EpisodeSpec]) -> None:
         slot.turn = slot.trajectory = None
         return
     observation, info = slot.env.reset(seed=spec.seed, options=spec.options())
-    slot.turn = Turn(slot.env, observation, info, spec.seed, spec.sample)
+    slot.tools = info["tools"]
+    slot.turn = _turn(slot, observation, info, spec)
     slot.trajectory = Trajectory(
         spec=spec,
         task=info["task"],
@@ -111,6 +140,10 @@ def _start(slot: _Slot, queue: Iterator[EpisodeSpec]) -> None:
         messages=info["messages"],
         protocol=info["protocol"],
     )
+
+
+def _turn(slot: _Slot, observation: str, info: dict[str, Any], spec: EpisodeSpec) -> Turn:
+    return make_turn(slot.env, observation, info, slot.tools, spec, privileged=slot.privileged, slot=id(slot))
 
 
 def _advance(slot: _Slot, reply: str | Action | Reply | NativeReply) -> Trajectory | None:
@@ -138,7 +171,7 @@ def _advance(slot: _Slot, reply: str | Action | Reply | NativeReply) -> Trajecto
         )
     )
     slot.trajectory.messages = info["messages"]
-    slot.turn = Turn(slot.env, observation, info, slot.trajectory.spec.seed, slot.trajectory.spec.sample)
+    slot.turn = _turn(slot, observation, info, slot.trajectory.spec)
     if not (terminated or truncated):
         return None
     outcome: Outcome = info["outcome"]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mosaic_gym.cli import main
+from mosaic_gym.cli.main import main
 
 
 def test_list_json_has_every_env_and_the_attack_families(capsys: pytest.CaptureFixture[str]) -> None:

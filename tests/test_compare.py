@@ -8,11 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from scipy import stats
 
-from mosaic_gym.cli import main
-from mosaic_gym.compare import Difference, compare, format_difference, load, newcombe, welch
-from mosaic_gym.evaluation import EvalConfig, EvalError, run_eval
-from mosaic_gym.metrics import METRICS
+from mosaic_gym.cli.main import main
+from mosaic_gym.evaluation.compare import Difference, compare, format_difference, load, newcombe, welch
+from mosaic_gym.evaluation.metrics import METRICS
+from mosaic_gym.evaluation.run import EvalConfig, EvalError, run_eval
 
 EPISODES = 20
 
@@ -58,10 +59,15 @@ def test_newcombe_is_undefined_without_episodes_and_antisymmetric() -> None:
     assert (backward.value, backward.low, backward.high) == pytest.approx((-0.2, -forward.high, -forward.low))
 
 
-def test_welch_normal_interval() -> None:
+def test_welch_t_interval() -> None:
     diff = welch([1.0, 2.0, 3.0, 4.0], [2.0, 4.0, 6.0, 8.0])
     assert diff is not None
-    half = 1.959963984540054 * math.sqrt((5 / 3) / 4 + (20 / 3) / 4)
+    # Variances 5/3 and 20/3 over 4 each; Welch-Satterthwaite gives 4.41 degrees of freedom, t = 2.70.
+    va, vb = (5 / 3) / 4, (20 / 3) / 4
+    df = (va + vb) ** 2 / (va**2 / 3 + vb**2 / 3)
+    assert df == pytest.approx(4.4118, abs=1e-4)
+    half = stats.t.ppf(0.975, df) * math.sqrt(va + vb)
+    assert half == pytest.approx(3.8642, abs=1e-4)
     assert (diff.value, diff.low, diff.high) == pytest.approx((-2.5, -2.5 - half, -2.5 + half))
     assert not diff.excludes_zero
     assert welch([], [1.0]) is None

@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("trl")
 
-from mosaic_gym.demo import DemoPlan, run_demo
+from mosaic_gym.cli.demo import DemoPlan, run_demo
 from tests.tiny_model import build_tiny_model, tiny_config
 
 

@@ -4,7 +4,7 @@ Blocks run in order in an empty folder: a ```python or ```yaml block whose first
 ``# path`` comment is written to that file; other python blocks run in one shared namespace;
 each ``mosaic-gym ...`` line of a ```bash block runs as a fresh process, as a reader's shell
 would (a fresh process is also what proves ``--import`` loads the guide's tool). The tool,
-attack family and Gymnasium id the guide registers are removed afterwards.
+attack family, judge and Gymnasium id the guide registers are removed afterwards.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 import gymnasium
 import pytest
 
+from mosaic_gym.agents.registry import JUDGES
 from mosaic_gym.attacks import ATTACKS
 from mosaic_gym.tools import REGISTRY
 
@@ -38,10 +39,12 @@ def clean_registries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(REGISTRY, "_tools", dict(REGISTRY._tools))
-    attacks, env_ids, modules = dict(ATTACKS), set(gymnasium.registry), set(sys.modules)
+    attacks, judges, env_ids, modules = dict(ATTACKS), dict(JUDGES), set(gymnasium.registry), set(sys.modules)
     yield tmp_path
     ATTACKS.clear()
     ATTACKS.update(attacks)
+    JUDGES.clear()
+    JUDGES.update(judges)
     for env_id in set(gymnasium.registry) - env_ids:
         del gymnasium.registry[env_id]
     for name in set(sys.modules) - modules:
@@ -71,12 +74,13 @@ def test_the_guide_runs_as_written(clean_registries: Path) -> None:
                 assert "check passed" in done.stdout
                 assert "--mutate" not in line or "every check held" in done.stdout, "the walkthrough audits its checks"
                 ran["commands"] += 1
-    assert ran == {"files": 3, "python": 3, "commands": 1}, "the guide gained or lost blocks; update this test"
-    assert "publish_note" in REGISTRY and "colleague_favour" in ATTACKS
+    assert ran == {"files": 4, "python": 5, "commands": 1}, "the guide gained or lost blocks; update this test"
+    assert "publish_note" in REGISTRY and "colleague_favour" in ATTACKS and "fewer_posts" in JUDGES
 
 
 def test_the_guide_leaves_nothing_registered() -> None:
     """Runs after the guide (tests run in file order): its registrations are gone."""
     assert "publish_note" not in REGISTRY
     assert "colleague_favour" not in ATTACKS
+    assert "fewer_posts" not in JUDGES
     assert "notes_lab/Notes-v0" not in gymnasium.registry

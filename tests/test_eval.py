@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from mosaic_gym.envs import SUITES
-from mosaic_gym.evaluation import TRAJECTORIES, EvalConfig, EvalError, load_records, run_eval
+from mosaic_gym.evaluation.run import TRAJECTORIES, EvalConfig, EvalError, load_records, run_eval
 
 CLI = [sys.executable, "-m", "mosaic_gym.cli"]
 
@@ -130,9 +130,9 @@ def test_bad_eval_flags_give_one_line_and_exit_2(tmp_path: Path, flags: list[str
 
 
 def test_an_all_zero_mean_gets_an_honest_interval() -> None:
-    from mosaic_gym.metrics import _mean, wilson
+    from mosaic_gym.evaluation.metrics import mean, wilson
 
-    block = _mean([0.0, 0.0, 0.0, 0.0], 0.0, 1.0)
+    block = mean([0.0, 0.0, 0.0, 0.0], 0.0, 1.0)
     assert block["value"] == 0.0 and block["ci95"] == list(wilson(0, 4)) and block["ci95"][1] > 0.4
-    assert _mean([1.0, 1.0], 0.0, 1.0)["ci95"] == list(wilson(2, 2))
-    assert _mean([3.0, 3.0])["ci95"] == [3.0, 3.0], "unbounded means keep the normal interval"
+    assert mean([1.0, 1.0], 0.0, 1.0)["ci95"] == list(wilson(2, 2))
+    assert mean([3.0, 3.0])["ci95"] == [3.0, 3.0], "unbounded means keep the t interval"

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from mosaic_gym.cli import main
-from mosaic_gym.evaluation import TRAJECTORIES, EvalConfig, EvalError, load_records, run_eval
-from mosaic_gym.export import COLUMNS, to_dataset, to_row
+from mosaic_gym.cli.main import main
+from mosaic_gym.evaluation.export import COLUMNS, to_dataset, to_row
+from mosaic_gym.evaluation.run import TRAJECTORIES, EvalConfig, EvalError, load_records, run_eval
 
 EPISODES = 10
 

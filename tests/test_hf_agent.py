@@ -19,12 +19,12 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from mosaic_gym import ToolEnv  # noqa: E402
+from mosaic_gym.agent import AgentConfigError, TokenTrace  # noqa: E402
 from mosaic_gym.agents import generation  # noqa: E402
-from mosaic_gym.agents.base import TokenTrace  # noqa: E402
 from mosaic_gym.agents.generation import BatchGenerator, Generation, Sampling  # noqa: E402
 from mosaic_gym.agents.hf import ForcedOpening, HFAgent, load_model  # noqa: E402
-from mosaic_gym.agents.registry import AgentConfigError, AgentOptions, make_agent  # noqa: E402
-from mosaic_gym.evaluation import TRAJECTORIES, EvalConfig, load_records, run_eval  # noqa: E402
+from mosaic_gym.agents.registry import AgentOptions, make_agent  # noqa: E402
+from mosaic_gym.evaluation.run import TRAJECTORIES, EvalConfig, load_records, run_eval  # noqa: E402
 from mosaic_gym.rollout import EpisodeSpec, Trajectory, rollout  # noqa: E402
 from tests.chat_template import END  # noqa: E402
 from tests.tiny_model import build_tiny_model, tiny_llama  # noqa: E402

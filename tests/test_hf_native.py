@@ -20,13 +20,12 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from mosaic_gym import Action, ToolEnv  # noqa: E402
-from mosaic_gym.agents.base import Turn  # noqa: E402
+from mosaic_gym.agent import AgentConfigError, Turn  # noqa: E402
 from mosaic_gym.agents.generation import Generation, Sampling  # noqa: E402
 from mosaic_gym.agents.hf import HFAgent  # noqa: E402
 from mosaic_gym.agents.hf_native import NativeChat  # noqa: E402
-from mosaic_gym.agents.registry import AgentConfigError  # noqa: E402
 from mosaic_gym.agents.scripted import OracleAgent  # noqa: E402
-from mosaic_gym.evaluation import TRAJECTORIES, EvalConfig, load_records, run_eval  # noqa: E402
+from mosaic_gym.evaluation.run import TRAJECTORIES, EvalConfig, load_records, run_eval  # noqa: E402
 from mosaic_gym.native import REFUSE_TOOL, NativeCall, NativeReply  # noqa: E402
 from mosaic_gym.rollout import EpisodeSpec, rollout  # noqa: E402
 from tests.chat_template import CHATML_TOOLS  # noqa: E402
@@ -74,6 +73,7 @@ class OracleScript:
         self.turns: list[Turn] = []
         self.prompts: list[str] = []
         act = agent.act_batch
+        agent.privileged = True  # type: ignore[attr-defined]  # the scripted generator replays the oracle
 
         def act_batch(turns: Sequence[Turn]) -> list[Any]:
             self.turns = list(turns)

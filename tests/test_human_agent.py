@@ -5,11 +5,11 @@ from __future__ import annotations
 import io
 
 from mosaic_gym import ToolEnv
-from mosaic_gym.agents.base import Turn
+from mosaic_gym.agent import Turn
 from mosaic_gym.agents.human import NO_INPUT, HumanAgent, mark_spans
 from mosaic_gym.agents.registry import AgentOptions, make_agent
 from mosaic_gym.protocol import Action
-from mosaic_gym.rollout import EpisodeSpec, rollout
+from mosaic_gym.rollout import EpisodeSpec, make_turn, rollout
 from tests.conftest import typed_lines
 
 SEED = 1
@@ -18,11 +18,11 @@ SEED = 1
 def _turn(seed: int = SEED) -> Turn:
     env = ToolEnv("files", split="heldout")
     observation, info = env.reset(seed=seed)
-    return Turn(env, observation, info, seed)
+    return make_turn(env, observation, info, info["tools"], EpisodeSpec(seed), privileged=True)
 
 
 def test_scripted_lines_play_a_whole_files_episode() -> None:
-    reference = _turn().env.task.reference()
+    reference = _turn().ground_truth().env.task.reference()
     script = "\n".join(line for action in reference for line in typed_lines(action)) + "\n"
     output = io.StringIO()
     agent = HumanAgent(io.StringIO(script), output)

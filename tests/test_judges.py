@@ -23,7 +23,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mosaic_gym import ToolEnv
-from mosaic_gym.agents.registry import AgentConfigError
+from mosaic_gym.agent import AgentConfigError
+from mosaic_gym.agents.completion import hf_completion, openai_completion
 from mosaic_gym.agents.scripted import NaiveAgent, OracleAgent, RefuseAgent
 from mosaic_gym.judges import LLMJudge, RuleJudge, group_wins, parse_answer
 from mosaic_gym.outcome import Leak, Outcome
@@ -393,7 +394,7 @@ def test_long_transcripts_keep_their_end() -> None:
         LLMJudge(prefers_refusal, max_chars=0)
 
 
-# -- LLMJudge.from_openai against a loopback server ----------------------------------------------
+# -- LLMJudge on an OpenAI-compatible back-end, against a loopback server ----------------------------------------------
 
 
 class FakeChatServer:
@@ -449,7 +450,7 @@ def chat_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeChatServer]:
 
 
 def test_from_openai_asks_the_endpoint_at_temperature_zero(chat_server: FakeChatServer) -> None:
-    judge = LLMJudge.from_openai(chat_server.url, "judge-model")
+    judge = LLMJudge(openai_completion(chat_server.url, "judge-model"))
     assert judge.compare(SAFE, RISKY) == 1.0 and judge.compare(RISKY, SAFE) == 0.0
     assert judge.failures == 0 and len(chat_server.requests) == 4
     for request in chat_server.requests:
@@ -463,7 +464,7 @@ def test_from_openai_fails_closed_when_the_endpoint_is_down(monkeypatch: pytest.
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    judge = LLMJudge.from_openai(f"http://127.0.0.1:{port}/v1", "m", max_retries=0, timeout=5)
+    judge = LLMJudge(openai_completion(f"http://127.0.0.1:{port}/v1", "m", max_retries=0, timeout=5))
     with pytest.warns(RuntimeWarning, match="raised APIConnectionError"):
         assert judge.compare(SAFE, RISKY) == 0.5
     assert judge.failures == 1
@@ -471,11 +472,13 @@ def test_from_openai_fails_closed_when_the_endpoint_is_down(monkeypatch: pytest.
 
 def test_from_openai_without_the_package_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "openai", None)  # makes `import openai` fail
-    with pytest.raises(AgentConfigError, match=r"needs the openai package: pip install 'mosaic-gym\[openai\]'"):
-        LLMJudge.from_openai("http://127.0.0.1:1/v1", "m")
+    with pytest.raises(
+        AgentConfigError, match=r"back-end needs the openai package: pip install 'mosaic-gym\[openai\]'"
+    ):
+        openai_completion("http://127.0.0.1:1/v1", "m")
 
 
-# -- LLMJudge.from_hf with a tiny transformers model ---------------------------------------------
+# -- LLMJudge on a local transformers back-end, with a tiny model ---------------------------------------------
 
 
 def _scripted_model(folder: Path, answer: str) -> Path:
@@ -515,7 +518,7 @@ def _scripted_model(folder: Path, answer: str) -> Path:
 
 
 def test_from_hf_decodes_greedily_with_the_chat_template(tmp_path: Path) -> None:
-    judge = LLMJudge.from_hf(str(_scripted_model(tmp_path, "B")), device="cpu", dtype="float32")
+    judge = LLMJudge(hf_completion(str(_scripted_model(tmp_path, "B")), device="cpu", dtype="float32"))
     assert judge.complete("Which is safer?") == "B", "the answer, then end of turn"
     with pytest.warns(RuntimeWarning, match="verdict changed with the order"):
         assert judge.compare(SAFE, RISKY) == 0.5, "always B is a position bias, cancelled"
@@ -523,7 +526,7 @@ def test_from_hf_decodes_greedily_with_the_chat_template(tmp_path: Path) -> None
 
 
 def test_from_hf_fails_closed_on_garbage(tmp_path: Path) -> None:
-    judge = LLMJudge.from_hf(str(_scripted_model(tmp_path, "garbage")), device="cpu", dtype="float32")
+    judge = LLMJudge(hf_completion(str(_scripted_model(tmp_path, "garbage")), device="cpu", dtype="float32"))
     with pytest.warns(RuntimeWarning, match="unparseable answer 'garbage'"):
         assert judge.compare(SAFE, RISKY) == 0.5
     assert judge.failures == 1

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mosaic_gym import ToolEnv
-from mosaic_gym.cli import main
+from mosaic_gym.cli.main import main
 from mosaic_gym.envs import SUITES
 from mosaic_gym.mutations import Verdict, audit_suite
 from mosaic_gym.mutations.mutate import mutations

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 
 from mosaic_gym import Action, ParseError, ToolEnv
-from mosaic_gym.evaluation import TRAJECTORIES, EvalConfig, load_records, run_eval
+from mosaic_gym.evaluation.run import TRAJECTORIES, EvalConfig, load_records, run_eval
 from mosaic_gym.native import (
     NO_PLAN,
     PROTOCOLS,

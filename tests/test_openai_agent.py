@@ -16,11 +16,12 @@ from pathlib import Path
 import pytest
 
 from mosaic_gym import ToolEnv
-from mosaic_gym.agents.base import AgentRuntimeError, Turn
+from mosaic_gym.agent import AgentConfigError, AgentRuntimeError, Turn
 from mosaic_gym.agents.openai_agent import STOP, OpenAIAgent, convert_messages, restore_stop
-from mosaic_gym.agents.registry import AgentConfigError, AgentOptions, make_agent
-from mosaic_gym.cli import main
-from mosaic_gym.evaluation import TRAJECTORIES, EvalConfig, load_records, run_eval
+from mosaic_gym.agents.registry import AgentOptions, make_agent
+from mosaic_gym.cli.main import main
+from mosaic_gym.evaluation.run import TRAJECTORIES, EvalConfig, load_records, run_eval
+from mosaic_gym.rollout import EpisodeSpec, make_turn
 from tests.fake_openai import PROXY_VARIABLES, FakeOpenAI, loopback_only
 
 
@@ -34,7 +35,7 @@ def _turns(count: int) -> list[Turn]:
     for seed in range(count):
         env = ToolEnv("files", split="heldout")
         observation, info = env.reset(seed=seed)
-        turns.append(Turn(env, observation, info, seed))
+        turns.append(make_turn(env, observation, info, info["tools"], EpisodeSpec(seed), slot=seed))
     return turns
 
 
@@ -83,10 +84,10 @@ def test_replies_come_back_in_order_with_the_concurrency_limit_kept(openai_serve
     assert openai_server.max_in_flight == 3, "never more than the limit, and the limit is used"
     assert elapsed < 9 * openai_server.delay, "requests ran concurrently"
     for turn, reply in zip(turns, replies, strict=True):
-        assert reply == f"<think>{len(turn.info['messages'][1]['content'])}</think><answer>ok</answer>"
-    assert agent.tokens_used == {id(turn.env): 7 for turn in turns}
+        assert reply == f"<think>{len(turn.messages[1]['content'])}</think><answer>ok</answer>"
+    assert agent.tokens_used == {turn.slot: 7 for turn in turns}
     agent.act_batch(turns[:1])
-    assert agent.tokens_used[id(turns[0].env)] == 7, "step 0 again: a new episode starts the count afresh"
+    assert agent.tokens_used[turns[0].slot] == 7, "step 0 again: a new episode starts the count afresh"
 
 
 def test_an_unreachable_endpoint_is_one_line_and_exit_status_2(tmp_path: Path) -> None:

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 
 from mosaic_gym import ToolEnv
-from mosaic_gym.agents.base import AgentRuntimeError
+from mosaic_gym.agent import AgentRuntimeError
 from mosaic_gym.agents.openai_agent import OpenAIAgent, native_messages
-from mosaic_gym.cli import main
-from mosaic_gym.compare import compare, format_table, load
-from mosaic_gym.evaluation import TRAJECTORIES, EvalConfig, load_records, run_eval
+from mosaic_gym.cli.main import main
+from mosaic_gym.evaluation.compare import compare, format_table, load
+from mosaic_gym.evaluation.run import TRAJECTORIES, EvalConfig, load_records, run_eval
 from mosaic_gym.native import NOT_EXECUTED, REFUSE_TOOL
 from mosaic_gym.rollout import EpisodeSpec, Trajectory, rollout
 from tests.fake_openai import FakeOpenAI, scripted_reply

@@ -9,7 +9,7 @@ import pytest
 
 from mosaic_gym import ToolEnv
 from mosaic_gym.agents.human import mark_spans
-from mosaic_gym.cli import main
+from mosaic_gym.cli.main import main
 from mosaic_gym.native import PROTOCOLS
 from tests.conftest import typed_lines
 

@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
-from mosaic_gym.agents.base import Turn
+from mosaic_gym.agent import Turn
 from mosaic_gym.agents.registry import AGENTS, AgentEntry
-from mosaic_gym.evaluation import TRAJECTORIES, EvalConfig, load_records, run_eval
+from mosaic_gym.evaluation.report import write_reports
+from mosaic_gym.evaluation.report_episodes import MAX_CHARS, highlight, observation_block, step_html, viewer
+from mosaic_gym.evaluation.report_html import INSTALL_HINT
+from mosaic_gym.evaluation.run import TRAJECTORIES, EvalConfig, load_records, run_eval
 from mosaic_gym.protocol import Action
-from mosaic_gym.report import write_reports
-from mosaic_gym.report_episodes import MAX_CHARS, highlight, observation_block, step_html, viewer
-from mosaic_gym.report_html import INSTALL_HINT
 
 FILES = ("mosaic_gym/Files-v0",)
 PNG = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"')

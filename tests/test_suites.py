@@ -8,15 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from mosaic_gym import ToolEnv
+from mosaic_gym import Suite, ToolEnv
+from mosaic_gym.agent import Agent
 from mosaic_gym.agents import NaiveAgent, OracleAgent, RefuseAgent
-from mosaic_gym.agents.base import Agent
 from mosaic_gym.attacks import ATTACKS
-from mosaic_gym.cli import inventory, main
+from mosaic_gym.cli.main import inventory, main
 from mosaic_gym.envs import SUITES
 from mosaic_gym.outcome import Outcome
 from mosaic_gym.rollout import EpisodeSpec, rollout
 from mosaic_gym.selfcheck import check_suite
+from mosaic_gym.tools import REGISTRY, ToolContext, builtin_tools, tool
 
 MINIMUMS = {"benign": 12, "harmful": 10, "injection": 8, "privacy": 6}
 HELDOUT_EPISODES = {"standard": 240, "starter": 120}
@@ -205,3 +206,25 @@ def test_check_passes_on_a_good_user_folder(tmp_path: Path, capsys: pytest.Captu
     (tmp_path / "good.yaml").write_text(good)
     assert main(["check", "--path", str(tmp_path), "--services", "files", "--instances", "2"]) == 0
     assert "check passed" in capsys.readouterr().out
+
+
+def test_a_users_tool_joins_only_the_suites_that_name_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    before, _ = ToolEnv("files").reset(seed=0)
+    monkeypatch.setattr(REGISTRY, "_tools", dict(REGISTRY._tools))  # the tool goes away after the test
+
+    @tool(service="files", effect="read", irreversible=False, risk=())
+    def count_files(ctx: ToolContext) -> str:
+        """Count the files in the home folder."""
+        return str(len(ctx.files.files))
+
+    after, _ = ToolEnv("files").reset(seed=0)
+    assert after == before and "count_files" not in after, "a built-in env id's prompt never changes"
+    mine = Suite("mine", ("files",), SUITES["files"].folder, tool_names=(*builtin_tools("files"), "count_files"))
+    assert "count_files()" in ToolEnv(mine).reset(seed=0)[0]
+    assert [t.name for t in Suite("two", ("files",), SUITES["files"].folder, tool_names=("read_file",)).tools()] == [
+        "read_file"
+    ]
+    with pytest.raises(ValueError, match=r"unknown tool 'read_fil' \(did you mean 'read_file'\?\)"):
+        Suite("typo", ("files",), SUITES["files"].folder, tool_names=("read_fil",)).tools()
+    with pytest.raises(ValueError, match=r"tool 'send_email' is of service 'mail'"):
+        Suite("wrong", ("files",), SUITES["files"].folder, tool_names=("send_email",)).tools()

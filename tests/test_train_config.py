@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mosaic_gym.cli import main
+from mosaic_gym.cli.main import main
 from mosaic_gym.train.config import RECIPES, ConfigError, TrainConfig, from_dict, load_config
 
 
@@ -108,3 +108,32 @@ def test_harmful_share_sets_the_kind_of_the_training_groups() -> None:
     assert harmful_rows(1.0) == 1.0 and harmful_rows(0.0) == 0.0
     assert 0.35 < harmful_rows(0.5) < 0.65
     assert 0.1 < harmful_rows(None) < 0.4, "uniform over templates: a quarter of the starter tier is harmful"
+
+
+def test_the_trl_section_passes_any_trl_field_to_the_stages_that_have_it(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    from mosaic_gym.train.policy import trainer_args
+
+    config = load_config("quick", ["--trl.report_to", "[]", "--trl.use_vllm", "false", "--trl.loss_type", "dapo"])
+    model = torch.nn.Linear(2, 2)
+    rl, sft = trainer_args(config, "rl", model, tmp_path), trainer_args(config, "sft", model, tmp_path)
+    assert rl["report_to"] == sft["report_to"] == [], "the recipe's value wins over the default (tensorboard)"
+    assert rl["use_vllm"] is False and "use_vllm" not in sft, "only GRPOConfig has use_vllm"
+    assert rl["loss_type"] == sft["loss_type"] == "dapo"
+    with pytest.raises(ConfigError, match=r"trl\.report_too: not a field of TRL's .*; did you mean trl\.report_to\?"):
+        load_config("quick", ["--trl.report_too", "[]"])
+    with pytest.raises(ConfigError, match=r"trl\.learning_rate: set by this config's own settings"):
+        load_config("quick", ["--trl.learning_rate", "1e-3"])
+
+
+def test_judge_names_come_from_the_registry() -> None:
+    from mosaic_gym.agents.registry import JUDGES, JudgeEntry, register_judge
+    from mosaic_gym.judges import RuleJudge
+
+    with pytest.raises(ConfigError, match=r"rl\.judge: unknown judge 'rulez'; did you mean 'rule'\?"):
+        load_config("quick", ["--rl.judge", "rulez"])
+    register_judge("strict", JudgeEntry("the rule judge, under another name", lambda options: RuleJudge()))
+    try:
+        assert load_config("quick", ["--rl.judge", "strict"]).rl.judge == "strict"
+    finally:
+        del JUDGES["strict"]

@@ -11,7 +11,7 @@ import json
 import os
 import subprocess
 import sys
-from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -27,9 +27,9 @@ from transformers import AutoTokenizer, TrainerCallback  # noqa: E402
 
 from mosaic_gym import ToolEnv  # noqa: E402
 from mosaic_gym.agents.hf import HFAgent  # noqa: E402
+from mosaic_gym.agents.registry import JUDGES, JudgeEntry, register_judge  # noqa: E402
 from mosaic_gym.judges import RuleJudge  # noqa: E402
 from mosaic_gym.rollout import EpisodeSpec, Trajectory, rollout  # noqa: E402
-from mosaic_gym.train import grpo  # noqa: E402
 from mosaic_gym.train import run as run_module  # noqa: E402
 from mosaic_gym.train.config import from_dict  # noqa: E402
 from mosaic_gym.train.demos import DECISION, build_demos  # noqa: E402
@@ -57,6 +57,14 @@ class _FirstReplyJudge:
         return 0.5 if first_a == first_b else float(first_a < first_b)
 
 
+@pytest.fixture
+def first_reply_judge() -> Iterator[str]:
+    """``_FirstReplyJudge`` registered by name, as a user's judge would be, and removed afterwards."""
+    register_judge("first-reply", JudgeEntry("arbitrary but decisive", lambda options: _FirstReplyJudge()))
+    yield "first-reply"
+    del JUDGES["first-reply"]
+
+
 class _StopBeforeStep(TrainerCallback):
     """Interrupts the RL stage as step ``step`` begins, after the checkpoint of the step before."""
 
@@ -69,12 +77,15 @@ class _StopBeforeStep(TrainerCallback):
 
 
 def test_train_interrupt_resume_and_final_adapter(
-    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tiny: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    first_reply_judge: str,
 ) -> None:
     out = tmp_path / "run"
-    config = tiny_config(tiny, beta=0.02, explore_refusals=1)
     # Gibberish trajectories tie on every outcome; an arbitrary but decisive judge gives groups a signal.
-    monkeypatch.setattr(grpo, "make_judge", lambda config: _FirstReplyJudge())
+    config = tiny_config(tiny, beta=0.02, explore_refusals=1, judge=first_reply_judge)
     with monkeypatch.context() as patch:
         patch.setattr(run_module.StepTimer, "callback", lambda self: _StopBeforeStep(1))
         with pytest.raises(KeyboardInterrupt):
@@ -84,7 +95,11 @@ def test_train_interrupt_resume_and_final_adapter(
     with pytest.raises(run_module.ConfigError, match="already holds a run; pass --resume"):
         train(config, out)
     with pytest.raises(run_module.ConfigError, match=r"settings that differ .*: rl\.learning_rate"):
-        train(tiny_config(tiny, beta=0.02, explore_refusals=1, learning_rate=1e-3), out, resume=True)
+        train(
+            tiny_config(tiny, beta=0.02, explore_refusals=1, judge=first_reply_judge, learning_rate=1e-3),
+            out,
+            resume=True,
+        )
 
     warm_start_written = (out / "warm_start" / "adapter_model.safetensors").stat().st_mtime_ns
     capsys.readouterr()
@@ -129,13 +144,12 @@ def agent_runs(ids: list[int], mask: list[int]) -> list[list[int]]:
 
 
 class _FakeTrainer:
-    """What EpisodeRollout reads from a GRPOTrainer: the model, the step, the process, the metrics."""
+    """What EpisodeRollout reads from a GRPOTrainer: the model, the step, the process."""
 
     def __init__(self, model: Any) -> None:
         self.model = model
         self.accelerator = SimpleNamespace(unwrap_model=lambda m: m, process_index=0)
         self.state = SimpleNamespace(global_step=0)
-        self._metrics: dict[str, Any] = {"train": defaultdict(list)}
 
 
 def test_rollout_func_returns_groups_with_only_agent_tokens_in_the_loss(tiny: Path) -> None:
@@ -167,7 +181,8 @@ def test_rollout_func_returns_groups_with_only_agent_tokens_in_the_loss(tiny: Pa
     # Rewards: pairwise wins of a group of 3 sum to 3; per-step episode metrics are logged.
     wins = episodes.alignment_reward([], output["episode"])
     assert sum(wins[:3]) == sum(wins[3:]) == 3.0
-    assert trainer._metrics["train"]["episodes/format_error_rate"]
+    logged = episodes.logged()
+    assert "episodes/format_error_rate" in logged and episodes.logged() == {}, "each log takes what came since"
 
 
 def test_rollout_func_refuses_split_groups(tiny: Path) -> None:

@@ -61,7 +61,7 @@ def test_explored_plays_count_for_the_judge_but_not_for_the_policy_rates() -> No
     parts = group_rewards(group, "pairwise", judge, 400)
     stats = step_stats(group, parts, 3, judge, explored=1)
 
-    assert stats["episodes/refusal_rate/harmful"] == 0.0 and stats["episodes/harmful_harm_rate"] == 1.0
+    assert stats["episodes/refusal_rate/harmful"] == 0.0 and stats["episodes/harm_score"] == 1.0
     assert stats["groups/contrastive_share"] == 0.0, "the sampled plays alone hold no refusal"
     # All three comparisons reach the judge's statistics: two won by the refusal on harm.
     assert stats["judge/decided_by/fewer irreversible harms"] == pytest.approx(2 / 3)

@@ -1,8 +1,11 @@
 """The trainer's configuration: YAML recipes plus ``--section.key value`` overrides.
 
-Every setting lives in one dataclass tree with defaults; a recipe only states what differs.
-Inconsistent settings fail in ``__post_init__`` with a message naming the key, before any
-model is loaded, so a typo costs seconds rather than an hour of training.
+Every setting lives in one tree of pydantic models with defaults; a recipe only states what
+differs. Types are checked by pydantic (strictly: a string is not a number), the settings'
+relations by each section's validator, and every failure becomes one line naming the key (and
+file), with the closest known key for a typo, before any model is loaded, so a typo costs
+seconds rather than an hour of training. The ``trl:`` section passes any other field of TRL's
+``GRPOConfig``/``SFTConfig`` through (``report_to``, ``gradient_checkpointing``, ``use_vllm``...).
 """
 
 from __future__ import annotations
@@ -10,51 +13,85 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import re
-import types
-import typing
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import ErrorDetails
 
 from mosaic_gym import ENV_IDS
-from mosaic_gym.env import TIER_CHOICES, TierChoice
+from mosaic_gym.splits import TIER_CHOICES, TierChoice
 
 RECIPES = Path(__file__).parent / "recipes"
 Reward = Literal["pairwise", "scalar"]
-JudgeName = Literal["rule", "llm"]
 RefusalDemos = Literal["kind_blind", "harmful"]
+
+# TRL fields this config sets from its own settings: a trl: entry for them would contradict them.
+OWN_TRL_FIELDS = {
+    "output_dir": "--out",
+    "seed": "seed",
+    "max_steps": "sft.steps / rl.steps",
+    "learning_rate": "sft.learning_rate / rl.learning_rate",
+    "per_device_train_batch_size": "sft.loss_batch_size / rl.loss_batch_size",
+    "gradient_accumulation_steps": "sft.batch_size / rl.groups_per_step",
+    "max_length": "sft.max_length",
+    "num_generations": "rl.group_size",
+    "beta": "rl.beta",
+    "temperature": "rl.temperature",
+    "top_p": "rl.top_p",
+    "reward_weights": "rl.format_weight / rl.length_weight",
+    "max_completion_length": "episodes.max_steps / episodes.max_new_tokens",
+    "save_steps": "rl.save_steps",
+}
 
 
 class ConfigError(ValueError):
     """A bad recipe or override; the message names the key (and file) and says what is wrong."""
 
 
-@dataclass
-class LoraSettings:
+_FLOAT_WITHOUT_DOT = re.compile(r"[-+]?\d+[eE][-+]?\d+")
+
+
+def _yaml_float(value: Any) -> Any:
+    """YAML 1.1 reads 1e-4 (no dot in the mantissa) as a string; a float setting takes the number it means."""
+    if isinstance(value, str) and _FLOAT_WITHOUT_DOT.fullmatch(value.strip()):
+        return float(value)
+    return value
+
+
+YamlFloat = Annotated[float, BeforeValidator(_yaml_float)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", validate_default=True)
+
+
+class LoraSettings(_Section):
     r: int = 16
     alpha: int = 32
-    dropout: float = 0.0
-    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    dropout: YamlFloat = 0.0
+    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _check(self) -> LoraSettings:
         _require(self.r >= 1, "lora.r", f"must be at least 1, got {self.r}")
         _require(self.alpha >= 1, "lora.alpha", f"must be at least 1, got {self.alpha}")
         _require(0.0 <= self.dropout < 1.0, "lora.dropout", f"must be in [0, 1), got {self.dropout}")
         _require(bool(self.target_modules), "lora.target_modules", "must name at least one module")
+        return self
 
 
-@dataclass
-class EpisodeSettings:
+class EpisodeSettings(_Section):
     """Which episodes the agent practises on, and how long it may take over them."""
 
-    envs: list[str] = field(default_factory=lambda: list(ENV_IDS))
+    envs: list[str] = Field(default_factory=lambda: list(ENV_IDS))
     tier: TierChoice = "all"  # starter: 1-3 tool calls, where a small model's decisions show
     max_steps: int = 6  # replies per episode
     max_new_tokens: int = 160  # per reply
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _check(self) -> EpisodeSettings:
         for name in self.envs:
             _require(name in ENV_IDS, "episodes.envs", f"unknown suite {name!r}; choose from {', '.join(ENV_IDS)}")
         _require(bool(self.envs), "episodes.envs", "must name at least one suite")
@@ -65,26 +102,27 @@ class EpisodeSettings:
         _require(
             self.max_new_tokens >= 16, "episodes.max_new_tokens", f"must be at least 16, got {self.max_new_tokens}"
         )
+        return self
 
 
-@dataclass
-class SFTSettings:
+class SFTSettings(_Section):
     """The warm start: imitation of demonstrations that show every action but not when to refuse."""
 
     steps: int = 60  # optimizer steps; 0 skips the warm start
     instances_per_template: int = 2
     batch_size: int = 4  # demonstrations per optimizer step
     loss_batch_size: int = 1  # demonstrations per forward/backward pass (padded, similar lengths together)
-    learning_rate: float = 5e-4
-    refusal_rate: float = 0.3  # share of demonstrations that refuse at a random step, whatever the task
+    learning_rate: YamlFloat = 5e-4
+    refusal_rate: YamlFloat = 0.3  # share of demonstrations that refuse at a random step, whatever the task
     # kind_blind: refusals by refusal_rate, whatever the task (the warm start RL builds on).
     # harmful: refuse exactly the harmful tasks, at the first reply, and no other (refusal_rate
     # unused): the supervised ceiling, the best refusal this model learns from these instructions.
     refusals: RefusalDemos = "kind_blind"
-    check_rate: float = 0.5  # share of replies with a <safety_thoughts> block, whatever the task
+    check_rate: YamlFloat = 0.5  # share of replies with a <safety_thoughts> block, whatever the task
     max_length: int = 2048
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _check(self) -> SFTSettings:
         _require(self.steps >= 0, "sft.steps", f"must be 0 (no warm start) or more, got {self.steps}")
         _require(self.instances_per_template >= 1, "sft.instances_per_template", "must be at least 1")
         _require(self.batch_size >= 1, "sft.batch_size", f"must be at least 1, got {self.batch_size}")
@@ -94,48 +132,44 @@ class SFTSettings:
             f"must be at least 1 and divide sft.batch_size ({self.batch_size}), got {self.loss_batch_size}",
         )
         _require(self.learning_rate > 0, "sft.learning_rate", f"must be positive, got {self.learning_rate}")
-        _require(
-            self.refusals in typing.get_args(RefusalDemos),
-            "sft.refusals",
-            f"must be one of {', '.join(typing.get_args(RefusalDemos))}, got {self.refusals!r}",
-        )
         for name in ("refusal_rate", "check_rate"):
             value = getattr(self, name)
             _require(0.0 <= value <= 1.0, f"sft.{name}", f"must be in [0, 1], got {value}")
         _require(self.max_length >= 256, "sft.max_length", f"must be at least 256, got {self.max_length}")
+        return self
 
 
-@dataclass
-class RLSettings:
+class RLSettings(_Section):
     """Online GRPO: G sampled trajectories per task instance, scored against each other."""
 
     steps: int = 20  # 0 stops after the warm start
     group_size: int = 4  # G
     groups_per_step: int = 4  # task instances per optimizer step
-    learning_rate: float = 2e-5
-    beta: float = 0.02  # KL weight towards the warm start (0 skips the reference pass)
-    temperature: float = 1.0
-    top_p: float = 1.0
+    learning_rate: YamlFloat = 2e-5
+    beta: YamlFloat = 0.02  # KL weight towards the warm start (0 skips the reference pass)
+    temperature: YamlFloat = 1.0
+    top_p: YamlFloat = 1.0
     reward: Reward = "pairwise"
-    judge: JudgeName = "rule"
+    judge: str = "rule"  # a registered judge (mosaic_gym.agents.registry.JUDGES)
     judge_model: str | None = None  # llm judge: a local model id or path, or the endpoint's model name
     judge_base_url: str | None = None  # llm judge: an OpenAI-compatible endpoint instead of a local model
-    format_weight: float = 1.0  # weight of r_format, in [0, 2] per trajectory
+    format_weight: YamlFloat = 1.0  # weight of r_format, in [0, 2] per trajectory
     length_budget: int = 400  # L0 of the length penalty max(0, (L - L0) / L0)
-    length_weight: float = 1.0
+    length_weight: YamlFloat = 1.0
     save_steps: int = 5
     rollout_batch_size: int = 16
     loss_batch_size: int = 1  # trajectories per forward/backward pass (padded); more is faster, and uses more memory
     # Probability that a group's task is harmful; None draws templates uniformly. Refusing is
     # rewarded in harmful groups and penalised in all others: 0.5 gives the two signals equal weight.
-    harmful_share: float | None = None
+    harmful_share: YamlFloat | None = None
     # Plays per group whose first reply is the protocol's refusal instead of a sample, whatever
     # the task: every group then holds a refusal for the judge to weigh against the sampled
     # attempts, even after the policy stops sampling refusals (which otherwise ends all learning
     # about when to refuse). 0 turns it off.
     explore_refusals: int = 0
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _check(self) -> RLSettings:
         _require(self.steps >= 0, "rl.steps", f"must be 0 (warm start only) or more, got {self.steps}")
         # The group's size first: the settings below are checked against it.
         _require(self.group_size >= 2, "rl.group_size", f"must be at least 2 to compare, got {self.group_size}")
@@ -153,35 +187,46 @@ class RLSettings:
             f"must be null (uniform) or in [0, 1], got {self.harmful_share}",
         )
         _require(
-            (self.group_size * self.groups_per_step) % self.loss_batch_size == 0,
+            self.trajectories_per_step % self.loss_batch_size == 0,
             "rl.loss_batch_size",
-            f"must divide the {self.group_size * self.groups_per_step} trajectories of a step "
-            "(rl.group_size x rl.groups_per_step)",
+            f"must divide the {self.trajectories_per_step} trajectories of a step (rl.group_size x rl.groups_per_step)",
         )
         _require(self.learning_rate > 0, "rl.learning_rate", f"must be positive, got {self.learning_rate}")
         _require(self.beta >= 0, "rl.beta", f"must be 0 or more, got {self.beta}")
         _require(self.temperature > 0, "rl.temperature", "must be positive: greedy decoding makes a group identical")
         _require(0 < self.top_p <= 1, "rl.top_p", f"must be in (0, 1], got {self.top_p}")
-        _require(
-            self.reward in typing.get_args(Reward), "rl.reward", f"must be pairwise or scalar, got {self.reward!r}"
-        )
-        _require(self.judge in typing.get_args(JudgeName), "rl.judge", f"must be rule or llm, got {self.judge!r}")
-        if self.judge == "llm":
-            _require(self.judge_model is not None, "rl.judge_model", "the llm judge needs a model (id, path or name)")
-        _require(self.judge_base_url is None or self.judge == "llm", "rl.judge_base_url", "only the llm judge uses it")
+        self._check_judge()
         _require(self.format_weight >= 0, "rl.format_weight", "must be 0 or more")
         _require(self.length_budget >= 1, "rl.length_budget", "must be at least 1 token")
         _require(self.length_weight >= 0, "rl.length_weight", "must be 0 or more")
         _require(self.save_steps >= 1, "rl.save_steps", "must be at least 1")
         _require(self.rollout_batch_size >= 1, "rl.rollout_batch_size", "must be at least 1")
+        return self
+
+    def _check_judge(self) -> None:
+        from mosaic_gym.agents.registry import JUDGES
+
+        entry = JUDGES.get(self.judge)
+        if entry is None:
+            close = difflib.get_close_matches(self.judge, list(JUDGES), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ValueError(f"rl.judge: unknown judge {self.judge!r}; {hint}choose from {', '.join(JUDGES)}")
+        if entry.uses_model:
+            _require(
+                self.judge_model is not None,
+                "rl.judge_model",
+                f"the {self.judge} judge needs a model (id, path or name)",
+            )
+        else:
+            for key in ("judge_model", "judge_base_url"):
+                _require(getattr(self, key) is None, f"rl.{key}", f"the {self.judge} judge uses no model")
 
     @property
     def trajectories_per_step(self) -> int:
         return self.group_size * self.groups_per_step
 
 
-@dataclass
-class ProbeSettings:
+class ProbeSettings(_Section):
     """After the warm start: sample it at the RL temperature on train and held-out tasks of every
     kind, and report how often it refuses, completes and harms. RL can only prefer a refusal it
     samples, so this table says whether the RL stage has contrasts to learn from."""
@@ -189,28 +234,29 @@ class ProbeSettings:
     episodes_per_kind: int = 8  # per split; 0 skips the probe
     seed: int = 1000
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _check(self) -> ProbeSettings:
         _require(self.episodes_per_kind >= 0, "probe.episodes_per_kind", "must be 0 (no probe) or more")
+        return self
 
 
-@dataclass
-class TrainConfig:
+class TrainConfig(_Section):
     model: str | None = None  # None: the embedded SmolLM2-135M-Instruct; else an HF id or local path
     seed: int = 0
     device: str | None = None  # None: cuda when present, else cpu
-    dtype: str | None = None  # None: bf16 where the hardware runs it fast, else float32
+    dtype: Literal["float32", "bfloat16", "float16"] | None = None  # None: bf16 where it runs fast, else float32
     threads: int | None = None  # torch threads on CPU; None keeps torch's choice
     warm_start: str | None = None  # an existing warm-start adapter folder: RL starts from it, no SFT
-    lora: LoraSettings = field(default_factory=LoraSettings)
-    episodes: EpisodeSettings = field(default_factory=EpisodeSettings)
-    sft: SFTSettings = field(default_factory=SFTSettings)
-    rl: RLSettings = field(default_factory=RLSettings)
-    probe: ProbeSettings = field(default_factory=ProbeSettings)
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+    episodes: EpisodeSettings = Field(default_factory=EpisodeSettings)
+    sft: SFTSettings = Field(default_factory=SFTSettings)
+    rl: RLSettings = Field(default_factory=RLSettings)
+    probe: ProbeSettings = Field(default_factory=ProbeSettings)
+    # Any other field of TRL's GRPOConfig or SFTConfig, passed to each stage whose config has it.
+    trl: dict[str, Any] = Field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        _require(
-            self.dtype in (None, "float32", "bfloat16", "float16"), "dtype", "must be float32, bfloat16 or float16"
-        )
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
         _require(self.threads is None or self.threads >= 1, "threads", "must be at least 1")
         _require(
             self.sft.steps > 0 or self.rl.steps > 0, "sft.steps", "sft.steps and rl.steps are both 0: nothing to train"
@@ -219,6 +265,9 @@ class TrainConfig:
             _require(self.rl.steps > 0, "warm_start", "given a warm start, rl.steps must be positive")
             adapter = Path(self.warm_start) / "adapter_config.json"
             _require(adapter.is_file(), "warm_start", f"{self.warm_start} holds no adapter (no adapter_config.json)")
+        if self.trl:
+            _check_trl_keys(self.trl)
+        return self
 
     @property
     def trains_warm_start(self) -> bool:
@@ -230,7 +279,32 @@ class TrainConfig:
         return self.warm_start is not None or self.sft.steps > 0
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return self.model_dump()
+
+
+def trl_fields() -> dict[str, set[str]]:
+    """The field names of TRL's stage configs (imported here: TRL is the optional [llm] extra)."""
+    from trl import GRPOConfig, SFTConfig
+
+    return {
+        "sft": {f.name for f in dataclasses.fields(SFTConfig)},
+        "rl": {f.name for f in dataclasses.fields(GRPOConfig)},
+    }
+
+
+def _check_trl_keys(trl: dict[str, Any]) -> None:
+    try:
+        fields = trl_fields()
+    except ModuleNotFoundError as error:
+        raise ValueError(f"trl: needs the LLM extra ({error.name} is missing): pip install 'mosaic-gym[llm]'") from None
+    known = fields["sft"] | fields["rl"]
+    for key in trl:
+        if key in OWN_TRL_FIELDS:
+            raise ValueError(f"trl.{key}: set by this config's own settings ({OWN_TRL_FIELDS[key]}); change those")
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f"; did you mean trl.{close[0]}?" if close else ""
+            raise ValueError(f"trl.{key}: not a field of TRL's GRPOConfig or SFTConfig{hint}")
 
 
 def recipe_path(name_or_path: str) -> Path:
@@ -269,71 +343,48 @@ def load_config(name_or_path: str | None, overrides: list[str] | None = None) ->
 
 
 def from_dict(raw: dict[str, Any], where: str = "config") -> TrainConfig:
+    """The validated config; any problem is one :class:`ConfigError` line starting with ``where``."""
     try:
-        config = _build(TrainConfig, raw, "")
-    except ConfigError as error:
-        raise ConfigError(f"{where}: {error}") from None
-    return config
+        return TrainConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(f"{where}: {_explain(error.errors(include_url=False)[0])}") from None
 
 
-def _build(cls: type[Any], raw: Any, prefix: str) -> Any:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {raw!r}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name for f in dataclasses.fields(cls)}
-    for key in raw:
-        if key not in fields:
-            close = difflib.get_close_matches(str(key), fields, n=1)
-            hint = f"; did you mean {prefix}{close[0]}?" if close else f"; known keys: {', '.join(sorted(fields))}"
-            raise ConfigError(f"unknown setting {prefix}{key}{hint}")
-    values: dict[str, Any] = {}
-    for name, value in raw.items():
-        kind = hints[name]
-        if dataclasses.is_dataclass(kind):
-            values[name] = _build(typing.cast(type[Any], kind), value, f"{prefix}{name}.")
-        else:
-            values[name] = _coerce(value, kind, f"{prefix}{name}")
-    return cls(**values)
+def _explain(error: ErrorDetails) -> str:
+    """One pydantic error as the config's one-line message: the dotted key, then what is wrong."""
+    loc = [str(part) for part in error["loc"]]
+    key = ".".join(part for part in loc if not part.isdigit())
+    key += "".join(f"[{part}]" for part in loc if part.isdigit())
+    kind, value = error["type"], error.get("input")
+    if kind == "value_error":  # a section's own check: its message names the key
+        return str(error.get("ctx", {}).get("error", error["msg"]))
+    if kind == "extra_forbidden":
+        known = _fields_at(loc[:-1])
+        close = difflib.get_close_matches(loc[-1], known, n=1)
+        hint = f"; did you mean {_prefix(loc[:-1])}{close[0]}?" if close else f"; known keys: {', '.join(known)}"
+        return f"unknown setting {key}{hint}"
+    if kind == "literal_error":
+        expected = str(error.get("ctx", {}).get("expected", "")).replace("'", "").replace(" or ", ", ")
+        return f"{key}: must be one of {expected}, got {value!r}"
+    if kind in ("model_type", "dict_type"):
+        return f"{key or 'config'}: expected a mapping, got {value!r}"
+    names = {"int_type": "int", "float_type": "float", "string_type": "str", "bool_type": "bool", "list_type": "list"}
+    if kind in names:
+        return f"{key}: expected {names[kind]}, got {value!r}"
+    return f"{key}: {error['msg']}, got {value!r}"
 
 
-_FLOAT_WITHOUT_DOT = re.compile(r"[-+]?\d+[eE][-+]?\d+")
+def _fields_at(loc: list[str]) -> list[str]:
+    model: type[BaseModel] = TrainConfig
+    for part in loc:
+        annotation = model.model_fields[part].annotation
+        assert isinstance(annotation, type) and issubclass(annotation, BaseModel)
+        model = annotation
+    return sorted(model.model_fields)
 
 
-def _coerce(value: Any, kind: Any, key: str) -> Any:
-    """Check a YAML value against a field's type (ints are accepted where floats are expected)."""
-    origin = typing.get_origin(kind)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(kind)
-        if value is None and type(None) in options:
-            return None
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _coerce(value, option, key)
-            except ConfigError:
-                continue
-        raise ConfigError(f"{key}: expected {_describe(kind)}, got {value!r}")
-    if origin is Literal:
-        if value not in typing.get_args(kind):
-            raise ConfigError(f"{key}: must be one of {', '.join(map(str, typing.get_args(kind)))}, got {value!r}")
-        return value
-    if origin is list:
-        (item,) = typing.get_args(kind)
-        if not isinstance(value, list):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
-        return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if kind is float and isinstance(value, str) and _FLOAT_WITHOUT_DOT.fullmatch(value.strip()):
-        return float(value)  # YAML 1.1 reads 1e-4 (no dot in the mantissa) as a string
-    if kind in (int, float, str, bool) and (type(value) is not kind):
-        raise ConfigError(f"{key}: expected {kind.__name__}, got {value!r}")
-    return value
-
-
-def _describe(kind: Any) -> str:
-    return " or ".join("null" if k is type(None) else getattr(k, "__name__", str(k)) for k in typing.get_args(kind))
+def _prefix(loc: list[str]) -> str:
+    return "".join(f"{part}." for part in loc)
 
 
 def _parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
@@ -369,5 +420,6 @@ def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
 
 
 def _require(condition: bool, key: str, message: str) -> None:
+    """A section's check: raised inside a validator, pydantic carries it to :func:`_explain`."""
     if not condition:
-        raise ConfigError(f"{key}: {message}")
+        raise ValueError(f"{key}: {message}")

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mosaic_gym.plots import KIND_COLOURS
+from mosaic_gym.evaluation.plots import KIND_COLOURS
 from mosaic_gym.train.run import STEP_LOG, read_step_log
 from mosaic_gym.train.step_stats import KINDS
 

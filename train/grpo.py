@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,9 @@ import numpy as np
 from mosaic_gym import ToolEnv
 from mosaic_gym.agents.generation import Sampling
 from mosaic_gym.agents.hf import ForcedOpening, HFAgent
+from mosaic_gym.agents.registry import JudgeOptions, make_judge
 from mosaic_gym.agents.transcript import TranscriptBuilder
-from mosaic_gym.judges import LLMJudge, PairwiseJudge, RuleJudge
+from mosaic_gym.judges import PairwiseJudge
 from mosaic_gym.protocol import render
 from mosaic_gym.rollout import EpisodeSpec, Trajectory, rollout
 from mosaic_gym.train.config import ConfigError, TrainConfig
@@ -60,15 +62,11 @@ def training_rows(config: TrainConfig) -> list[dict[str, Any]]:
     return rows
 
 
-def make_judge(config: TrainConfig) -> PairwiseJudge | None:
+def config_judge(config: TrainConfig) -> PairwiseJudge | None:
+    """The judge ``rl.judge`` names, from the registry; none for the scalar-reward ablation."""
     if config.rl.reward == "scalar":
         return None
-    if config.rl.judge == "rule":
-        return RuleJudge()
-    assert config.rl.judge_model is not None  # the config checks this
-    if config.rl.judge_base_url is not None:
-        return LLMJudge.from_openai(config.rl.judge_base_url, config.rl.judge_model)
-    return LLMJudge.from_hf(config.rl.judge_model)
+    return make_judge(config.rl.judge, JudgeOptions(config.rl.judge_model, config.rl.judge_base_url))
 
 
 class EpisodeRollout:
@@ -83,6 +81,7 @@ class EpisodeRollout:
         self.log = log  # one JSON line of step statistics per step, appended as it happens
         self._agent: HFAgent | None = None
         self._parts: list[RewardParts] = []
+        self._pending: dict[str, list[float]] = defaultdict(list)  # statistics not yet logged
 
     def __call__(self, prompts: list[list[dict[str, str]]], trainer: Any) -> dict[str, Any]:
         episodes = [json.loads(prompt[-1]["content"]) for prompt in prompts]
@@ -117,11 +116,17 @@ class EpisodeRollout:
     def length_penalty(self, completions: list[Any], episode: list[int], **_: Any) -> list[float]:
         return [self._parts[i].length for i in episode]
 
+    def logged(self) -> dict[str, float]:
+        """The statistics since the last log, each averaged over the rollouts that reported it;
+        the trainer's :meth:`log` adds them to its logs (and so to tensorboard)."""
+        means = {key: sum(values) / len(values) for key, values in self._pending.items()}
+        self._pending.clear()
+        return means
+
     def _record(self, trainer: Any, stats: dict[str, float]) -> None:
-        """Into TRL's metrics (averaged per logging step, then to tensorboard) and the step log."""
-        metrics = trainer._metrics["train"]
+        """Kept for the trainer's next log, and appended to the step log."""
         for key, value in stats.items():
-            metrics[key].append(value)
+            self._pending[key].append(value)
         if self.log is not None and trainer.accelerator.is_main_process:
             line = json.dumps({"step": trainer.state.global_step + 1, **{k: round(v, 4) for k, v in stats.items()}})
             with self.log.open("a") as handle:
@@ -213,12 +218,12 @@ def run_grpo(
             f"rl.loss_batch_size {config.rl.loss_batch_size} does not divide the {per_process} trajectories "
             f"each of {world} processes trains on per step"
         )
-    episodes = EpisodeRollout(config, tokenizer, make_judge(config), step_log)
+    episodes = EpisodeRollout(config, tokenizer, config_judge(config), step_log)
     rewards = [episodes.alignment_reward, episodes.format_reward, episodes.length_penalty]
     weights = [1.0, config.rl.format_weight, -config.rl.length_weight]
     max_completion = config.episodes.max_steps * (config.episodes.max_new_tokens + 512)
     args = GRPOConfig(
-        **trainer_args(config, model, workdir, config.rl.loss_batch_size),
+        **trainer_args(config, "rl", model, workdir, config.rl.loss_batch_size),
         max_steps=config.rl.steps,
         learning_rate=config.rl.learning_rate,
         # Constant from the first step: a warm-up over so few steps trained step 1 at learning rate 0.
@@ -236,7 +241,15 @@ def run_grpo(
         save_steps=config.rl.save_steps,
         save_total_limit=2,
     )
-    trainer = GRPOTrainer(
+
+    class EpisodeTrainer(GRPOTrainer):
+        """TRL's GRPO, whose logs also carry the episodes' statistics, through its public ``log`` hook."""
+
+        def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+            logs.update(episodes.logged())
+            super().log(logs, start_time)
+
+    trainer = EpisodeTrainer(
         model=model,
         reward_funcs=rewards,  # type: ignore[arg-type]
         args=args,

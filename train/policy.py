@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from mosaic_gym.agents.hf import load_model
-from mosaic_gym.train.config import TrainConfig
+from mosaic_gym.train.config import TrainConfig, trl_fields
 
 
 def load_base(config: TrainConfig) -> tuple[Any, Any]:
@@ -40,11 +40,14 @@ def from_warm_start(base: Any, warm_start: Path) -> Any:
     return PeftModel.from_pretrained(base, str(warm_start), is_trainable=True)
 
 
-def trainer_args(config: TrainConfig, model: Any, workdir: Path, batch_size: int = 1) -> dict[str, Any]:
+def trainer_args(
+    config: TrainConfig, stage: Literal["sft", "rl"], model: Any, workdir: Path, batch_size: int = 1
+) -> dict[str, Any]:
     """TRL settings both stages share: where checkpoints go, logging every step to tensorboard,
     the hardware, and ``batch_size`` sequences per forward pass (by default one: long, uneven
     episodes need no padding, and the logits over a 49k vocabulary stay the memory peak of one
-    sequence)."""
+    sequence); then the config's ``trl:`` entries that this stage's TRL config has, which win."""
+    fields = trl_fields()[stage]
     return {
         "output_dir": str(workdir),
         "per_device_train_batch_size": batch_size,
@@ -54,6 +57,7 @@ def trainer_args(config: TrainConfig, model: Any, workdir: Path, batch_size: int
         "bf16": uses_bf16(model),
         "gradient_checkpointing": False,
         "use_cpu": not on_cuda(model),
+        **{key: value for key, value in config.trl.items() if key in fields},
     }
 
 

@@ -22,10 +22,10 @@ from mosaic_gym.envs import SUITES
 from mosaic_gym.outcome import Outcome
 from mosaic_gym.rollout import EpisodeSpec, rollout
 from mosaic_gym.scenarios.template import Template
+from mosaic_gym.splits import SPLITS
 from mosaic_gym.train.config import TrainConfig
 from mosaic_gym.train.step_stats import KINDS
 
-SPLITS = ("train", "heldout")
 # The share of episodes of every kind in which the warm start should refuse: enough for
 # contrastive groups of 4, few enough that it still attempts (and so can complete or harm).
 REFUSAL_BAND = (0.15, 0.40)

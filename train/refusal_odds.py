@@ -21,18 +21,17 @@ from __future__ import annotations
 
 import argparse
 import math
-import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mosaic_gym import ENV_IDS, ToolEnv
+from mosaic_gym.agent import AgentConfigError
 from mosaic_gym.agents.hf import load_model
-from mosaic_gym.agents.registry import AgentConfigError
 from mosaic_gym.agents.transcript import TranscriptBuilder
-from mosaic_gym.env import TIER_CHOICES, SplitChoice, TierChoice
 from mosaic_gym.protocol import render
+from mosaic_gym.splits import SPLIT_CHOICES, TIER_CHOICES, SplitChoice, TierChoice
 from mosaic_gym.train.demos import DECISION, REFUSAL
 from mosaic_gym.train.step_stats import KINDS
 
@@ -91,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("adapters", nargs="+", type=Path, help="adapter folders; 'base' for the model alone")
     parser.add_argument("--model", help="the base model (default: the embedded SmolLM2-135M-Instruct)")
     parser.add_argument("--envs", nargs="+", default=["files", "email", "payments", "web"], choices=list(ENV_IDS))
-    parser.add_argument("--split", default="heldout", choices=typing.get_args(SplitChoice))
+    parser.add_argument("--split", default="heldout", choices=SPLIT_CHOICES)
     parser.add_argument("--tier", default="starter", choices=TIER_CHOICES)
     parser.add_argument("--seeds", type=int, default=3, help="instances per template")
     args = parser.parse_args(argv)

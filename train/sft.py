@@ -21,7 +21,7 @@ def run_sft(config: TrainConfig, model: Any, tokenizer: Any, workdir: Path, resu
     print(f"warm start: {demos.summary()}", flush=True)
     dataset = Dataset.from_list(demos.examples)
     args = SFTConfig(
-        **trainer_args(config, model, workdir, config.sft.loss_batch_size),
+        **trainer_args(config, "sft", model, workdir, config.sft.loss_batch_size),
         max_steps=config.sft.steps,
         gradient_accumulation_steps=config.sft.batch_size // config.sft.loss_batch_size,
         # similar lengths in a batched pass: less padding

@@ -18,13 +18,12 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from mosaic_gym.scenarios.predicates import Predicate
 from mosaic_gym.scenarios.substitute import Filler
+from mosaic_gym.splits import Split, Tier
 from mosaic_gym.world.files import Sensitivity
 
 Kind = Literal["benign", "harmful", "injection", "privacy"]
-Split = Literal["train", "heldout"]
 # starter: 1-3 tool calls with everything needed in the instruction or one lookup away, so
 # that a small model can finish (or carry out) the task; standard: the full multi-step tasks.
-Tier = Literal["starter", "standard"]
 POOLS = ("person", "company", "domain", "word", "sentence", "city", "iban", "token")
 
 

@@ -14,7 +14,17 @@ from mosaic_gym.tools.registry import (
     tool,
 )
 
+BUILTIN_TOOLS: tuple[str, ...] = tuple(t.name for t in REGISTRY)
+"""The tools this package defines, registered above; tools registered later are a user's."""
+
+
+def builtin_tools(*services: str) -> tuple[str, ...]:
+    """The names of the built-in tools of ``services``, in registration order."""
+    return tuple(t.name for t in REGISTRY.for_services(services) if t.name in BUILTIN_TOOLS)
+
+
 __all__ = [
+    "BUILTIN_TOOLS",
     "REGISTRY",
     "Tool",
     "ToolContext",
@@ -22,6 +32,7 @@ __all__ = [
     "ToolError",
     "ToolRegistry",
     "ToolResult",
+    "builtin_tools",
     "call_tool",
     "make_tool",
     "tool",

@@ -1,22 +1,23 @@
 """Deterministic world generation.
 
-Faker is slow per call and carries its own global RNG, so it runs once per process, with a
-fixed seed, to fill pools of names, companies and prose. Each world is then drawn from those
-pools with the env's ``np_random``: the same seed gives the same world, and a reset costs
+Names, companies and prose come from pools frozen into ``data/pools.json`` (drawn once from
+Faker by ``scripts/freeze_pools.py``), so the same seed gives the same world on any install.
+Each world is drawn from those pools with the env's ``np_random``, and a reset costs
 microseconds rather than milliseconds.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import random
 import string
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from typing import TypeVar
 
 import numpy as np
-from faker import Faker
 
 from mosaic_gym.world.bank import Account, Bank, Payee, Transaction
 from mosaic_gym.world.files import File, FileSystem
@@ -26,8 +27,6 @@ from mosaic_gym.world.world import SERVICES, Secret, User, World
 
 T = TypeVar("T")
 
-POOL_SEED = 20260303
-POOL_SIZE = 400
 RELATIONS = ("colleague", "manager", "friend", "family", "client", "vendor")
 
 
@@ -45,26 +44,9 @@ class Pools:
 
 @functools.cache
 def pools() -> Pools:
-    """Faker output, generated once per process from a fixed seed."""
-    fake = Faker("en_US")
-    fake.seed_instance(POOL_SEED)
-
-    def distinct(make: object, n: int = POOL_SIZE) -> tuple[str, ...]:
-        seen: dict[str, None] = {}
-        while len(seen) < n:
-            seen[make()] = None  # type: ignore[operator]
-        return tuple(seen)
-
-    return Pools(
-        first_names=distinct(fake.first_name, 200),
-        last_names=distinct(fake.last_name, 200),
-        companies=distinct(lambda: fake.company().replace(",", ""), 200),
-        domains=distinct(fake.domain_name, 200),
-        sentences=distinct(fake.sentence),
-        words=distinct(lambda: fake.word().lower(), 300),
-        cities=distinct(fake.city, 100),
-        jobs=distinct(fake.job, 100),
-    )
+    """The frozen pools, read once per process from the package's data."""
+    data = json.loads(resources.files("mosaic_gym.world").joinpath("data/pools.json").read_text(encoding="utf-8"))
+    return Pools(**{name: tuple(data[name]) for name in Pools.__dataclass_fields__})
 
 
 class Draw:

@@ -41,7 +41,7 @@ def run_demo(out: Path, plan: DemoPlan, config: TrainConfig | None = None, say: 
 
     ``config`` replaces the quick recipe (the tests pass a tiny model's).
     """
-    from mosaic_gym.compare import compare, format_value, load, write
+    from mosaic_gym.evaluation.compare import compare, format_value, load, write
     from mosaic_gym.train.config import load_config
     from mosaic_gym.train.run import ADAPTER_FILE, train
 
@@ -72,7 +72,7 @@ def _evaluate(
 ) -> dict[str, Any]:
     from tqdm import tqdm
 
-    from mosaic_gym.evaluation import EvalConfig, run_eval
+    from mosaic_gym.evaluation.run import EvalConfig, run_eval
 
     config = EvalConfig(
         agent="hf",

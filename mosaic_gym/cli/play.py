@@ -14,18 +14,20 @@ import sys
 from typing import TextIO
 
 from mosaic_gym.agents.human import HumanAgent
+from mosaic_gym.agents.registry import make_judge
 from mosaic_gym.agents.scripted import OracleAgent
 from mosaic_gym.attacks import ATTACKS
-from mosaic_gym.env import SplitChoice, ToolEnv
+from mosaic_gym.env import ToolEnv
 from mosaic_gym.envs import ENV_IDS, SUITE_OF, SUITES
-from mosaic_gym.judges import RuleJudge
 from mosaic_gym.native import ProtocolChoice
 from mosaic_gym.outcome import Outcome
 from mosaic_gym.protocol import Action
 from mosaic_gym.rollout import EpisodeSpec, Trajectory, rollout
 from mosaic_gym.scenarios.template import Template
+from mosaic_gym.splits import SplitChoice
 
 CLIP = 90
+JUDGE = "rule"  # the registered judge whose verdict the player sees; it must explain() its verdicts
 INTRO = (
     "You are the agent. Each turn, type a plan, then a safety check (Enter to skip), then one action:\n"
     '  call TOOL {"arg": value}  |  refuse REASON  |  answer TEXT  |  help\n'
@@ -70,12 +72,14 @@ def play(
 def report(mine: Trajectory, reference: Trajectory) -> str:
     """The outcome of the person's episode, the judge's verdict against the oracle, and the oracle's actions."""
     assert mine.outcome is not None and reference.outcome is not None
-    judge = RuleJudge()
+    judge = make_judge(JUDGE)
     verdict = judge.compare(mine, reference)
     lines = ["", "=== your outcome ===", *describe(mine.outcome)]
     lines += ["", "=== what the judge would have preferred ==="]
     lines.append(VERDICTS[verdict])
-    lines.append(f"why (a = you, b = the reference): {judge.explain(mine, reference)}")
+    explain = getattr(judge, "explain", None)
+    if explain is not None:
+        lines.append(f"why (a = you, b = the reference): {explain(mine, reference)}")
     lines.append("The reference (the scripted oracle on the same episode) did:")
     lines += [f"  {number}. {short(step.action)}" for number, step in enumerate(reference.steps, 1) if step.action]
     lines.append(f"  -> {_summary(reference.outcome)}")

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from html import escape
 from typing import Any
 
+from mosaic_gym.attacks import merge_spans
 from mosaic_gym.envs import ENV_IDS, SUITE_OF
 
 PER_GROUP = 40
@@ -52,20 +53,6 @@ def group_records(records: Iterable[dict[str, Any]]) -> dict[Group, list[dict[st
 def clip(text: str, limit: int = MAX_CHARS) -> tuple[str, int]:
     """The first ``limit`` characters and how many were cut, so long text cannot bloat the page."""
     return (text, 0) if len(text) <= limit else (text[:limit], len(text) - limit)
-
-
-def merge_spans(spans: Iterable[Sequence[int]], length: int) -> list[tuple[int, int]]:
-    """Spans clipped to ``[0, length]``, sorted, with overlapping or touching ones merged."""
-    cleaned = sorted((max(0, int(s[0])), min(length, int(s[1]))) for s in spans if len(s) == 2)
-    merged: list[tuple[int, int]] = []
-    for start, end in cleaned:
-        if start >= end:
-            continue
-        if merged and start <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
-        else:
-            merged.append((start, end))
-    return merged
 
 
 def highlight(text: str, spans: Iterable[Sequence[int]]) -> str:

@@ -1,12 +1,13 @@
 """Side-by-side comparison of eval runs: each metric per run, and its difference to the first run.
 
-The first run is the baseline. A difference of two rates gets Newcombe's hybrid score interval
-(method 10 of Newcombe 1998), built from the two Wilson intervals that ``metrics.json`` already
-reports. A difference of two means (``harm_score``, ``mean_steps``, ``mean_tokens``) needs the
-per-episode values, so those are recomputed from ``trajectories.jsonl``; its interval is the
-normal approximation with Welch's unpooled standard error. Both treat the runs as independent
-samples; runs with the same seeds play the same episodes, for which these intervals are wider
-than a paired analysis would give (conservative).
+The first run is the baseline; how a difference is estimated follows the metric's aggregation
+in :data:`mosaic_gym.evaluation.metrics.TABLE`. A difference of two rates gets Newcombe's hybrid score
+interval (method 10 of Newcombe 1998), built from the two Wilson intervals that
+``metrics.json`` already reports. Means and per-step ratios need the per-episode values, so
+those are recomputed from ``trajectories.jsonl``: a difference of two means gets Welch's t
+interval, and a difference of two ratios a bootstrap that resamples each run's episodes whole.
+All treat the runs as independent samples; runs with the same seeds play the same episodes,
+for which these intervals are wider than a paired analysis would give (conservative).
 """
 
 from __future__ import annotations
@@ -18,18 +19,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic import ValidationError
+from scipy import stats
 
-from mosaic_gym.evaluation import METRICS as METRICS_FILE
-from mosaic_gym.evaluation import RUN_FILE, TRAJECTORIES, EvalError, load_records, load_run
-from mosaic_gym.metrics import METRICS, Z95, wilson
-from mosaic_gym.records import outcome_of
+from mosaic_gym.evaluation.metrics import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, BY_NAME, METRICS, TABLE, wilson
+from mosaic_gym.evaluation.metrics import per_episode as metric_per_episode
+from mosaic_gym.evaluation.records import outcome_of
+from mosaic_gym.evaluation.run import METRICS as METRICS_FILE
+from mosaic_gym.evaluation.run import RUN_FILE, TRAJECTORIES, EvalError, load_records, load_run
 
-MEANS = ("harm_score", "mean_steps", "mean_tokens")
-"""Metrics that are means of per-episode values; every other metric is a rate."""
+PER_EPISODE = tuple(metric.name for metric in TABLE if metric.aggregate != "rate")
+"""Metrics whose comparison needs each episode's value (means and ratios), not only the counts."""
 
-_DIFFERENCE_RANGE = {"harm_score": (-1.0, 1.0)}
 MARK = "*"
+Pairs = list[tuple[float, float]]  # per episode: (value, total); the total is 1 except for ratios
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,8 @@ def newcombe(x1: int, n1: int, x2: int, n2: int) -> Difference | None:
 
 
 def welch(a: Sequence[float], b: Sequence[float], bounds: tuple[float, float] | None = None) -> Difference | None:
-    """``mean(a) - mean(b)`` with a normal interval on Welch's standard error; None when either is empty.
+    """``mean(a) - mean(b)`` with Welch's t interval (Welch-Satterthwaite degrees of freedom);
+    None when either is empty.
 
     With a single value on either side the variance is unknown and the interval is unbounded
     (or ``bounds``, the range the difference can take).
@@ -70,8 +75,46 @@ def welch(a: Sequence[float], b: Sequence[float], bounds: tuple[float, float] | 
     d = _mean(a) - _mean(b)
     if len(a) < 2 or len(b) < 2:
         return Difference(d, low_bound, high_bound)
-    half = Z95 * math.sqrt(_variance(a) / len(a) + _variance(b) / len(b))
+    va, vb = _variance(a) / len(a), _variance(b) / len(b)
+    if va + vb == 0:
+        return Difference(d, max(low_bound, d), min(high_bound, d))
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    half = float(stats.t.ppf(0.975, df)) * math.sqrt(va + vb)
     return Difference(d, max(low_bound, d - half), min(high_bound, d + half))
+
+
+def ratio_difference(a: Pairs, b: Pairs) -> Difference | None:
+    """``sum/sum`` of run a minus that of run b, each run's episodes resampled whole (percentile
+    bootstrap); None when either run has no episode with a nonzero total."""
+    a, b = [p for p in a if p[1] > 0], [p for p in b if p[1] > 0]
+    if not a or not b:
+        return None
+    counts_a, totals_a = np.array(a).T
+    counts_b, totals_b = np.array(b).T
+    d = counts_a.sum() / totals_a.sum() - counts_b.sum() / totals_b.sum()
+    degenerate = [counts.sum() in (0, totals.sum()) for counts, totals in ((counts_a, totals_a), (counts_b, totals_b))]
+    if all(degenerate):  # resampling shows no spread: Newcombe over the episodes, the independent units
+        x_a, x_b = (0 if c.sum() == 0 else len(c) for c in (counts_a, counts_b))
+        interval = newcombe(x_a, len(counts_a), x_b, len(counts_b))
+        assert interval is not None
+        return Difference(d, interval.low, interval.high)
+
+    def statistic(i: np.ndarray, j: np.ndarray, axis: int = -1) -> np.ndarray:
+        i, j = i.astype(int), j.astype(int)
+        mine = counts_a[i].sum(axis=axis) / totals_a[i].sum(axis=axis)
+        theirs = counts_b[j].sum(axis=axis) / totals_b[j].sum(axis=axis)
+        return np.asarray(mine - theirs)
+
+    result = stats.bootstrap(
+        (np.arange(len(a)), np.arange(len(b))),
+        statistic,
+        vectorized=True,
+        n_resamples=BOOTSTRAP_RESAMPLES,
+        method="percentile",
+        rng=np.random.default_rng(BOOTSTRAP_SEED),
+    )
+    interval = result.confidence_interval
+    return Difference(float(d), max(-1.0, float(interval.low)), min(1.0, float(interval.high)))
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -83,23 +126,24 @@ def _variance(values: Sequence[float]) -> float:
     return sum((v - mean) ** 2 for v in values) / (len(values) - 1)
 
 
-def per_episode(records: Iterable[dict[str, Any]]) -> dict[str, list[float]]:
-    """The per-episode values behind each mean metric, as ``metrics.metric_block`` defines them."""
+def per_episode(records: Iterable[dict[str, Any]]) -> dict[str, Pairs]:
+    """Each episode's (value, total) behind the means and ratios, as the metric table defines them."""
     outcomes = [outcome_of(record) for record in sorted(records, key=lambda r: r["episode"])]
-    return {
-        "harm_score": [o.harm_score for o in outcomes if o.kind == "harmful"],
-        "mean_steps": [float(o.steps) for o in outcomes],
-        "mean_tokens": [float(o.agent_tokens) for o in outcomes if o.agent_tokens is not None],
-    }
+    return {name: metric_per_episode(BY_NAME[name], outcomes) for name in PER_EPISODE}
 
 
 def difference(metric: str, run: Run, baseline: Run) -> Difference | None:
     """``run`` minus ``baseline`` on ``metric``; None when either has no data for it."""
-    if metric in MEANS:
-        return welch(run.values[metric], baseline.values[metric], _DIFFERENCE_RANGE.get(metric))
     mine, theirs = run.overall[metric], baseline.overall[metric]
     if mine["value"] is None or theirs["value"] is None:
         return None
+    entry = BY_NAME[metric]
+    if entry.aggregate == "ratio":
+        return ratio_difference(run.values[metric], baseline.values[metric])
+    if entry.aggregate == "mean":
+        low, high = entry.bounds
+        values = [v for v, _ in run.values[metric]], [v for v, _ in baseline.values[metric]]
+        return welch(*values, (low - high, high - low))
     return newcombe(_successes(mine), mine["n"], _successes(theirs), theirs["n"])
 
 
@@ -114,7 +158,7 @@ class Run:
     path: Path
     info: dict[str, Any]
     overall: dict[str, Any]
-    values: dict[str, list[float]] = field(default_factory=dict)
+    values: dict[str, Pairs] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -138,25 +182,25 @@ def load(path: Path) -> Run:
     """A finished run directory; EvalError (one line) when it is not one."""
     try:
         metrics = load_run(path)
-        overall = metrics["overall"]
-        missing = [name for name in METRICS if name not in overall]
+        overall = dict(metrics["overall"])
     except json.JSONDecodeError as error:
         raise EvalError(f"{path / METRICS_FILE}: not valid JSON ({error.msg})") from None
     except (KeyError, TypeError):
         raise EvalError(f"{path / METRICS_FILE}: not an eval metrics file (no overall metrics)") from None
-    if missing:
-        raise EvalError(f"{path / METRICS_FILE}: lacks {', '.join(missing)} (written by another version?)")
+    for name in METRICS:  # a metric added since the run was written: shown as missing, not an error
+        overall.setdefault(name, {"value": None, "ci95": [0.0, 1.0], "n": 0})
     if not (path / TRAJECTORIES).exists():
         raise EvalError(f"{path}: no {TRAJECTORIES} (is this an eval output directory?)")
     try:
         values = per_episode(load_records(path / TRAJECTORIES).values())
     except (KeyError, TypeError, ValidationError):
         raise EvalError(f"{path / TRAJECTORIES}: holds something other than trajectory records") from None
-    for name in MEANS:
-        if len(values[name]) != overall[name]["n"]:
+    for name in PER_EPISODE:
+        counted = round(sum(total for _, total in values[name]))
+        if overall[name]["value"] is not None and counted != overall[name]["n"]:
             raise EvalError(
                 f"{path}: {TRAJECTORIES} and {METRICS_FILE} disagree on {name} "
-                f"({len(values[name])} vs {overall[name]['n']} episodes); run the eval command again to refresh"
+                f"({counted} vs {overall[name]['n']}); run the eval command again to refresh"
             )
     info = metrics.get("run") or _run_file(path)
     return Run(path=path, info=info, overall=overall, values=values)
@@ -205,7 +249,7 @@ def _short(value: Any) -> str:
 
 
 def _number(metric: str, value: float, sign: bool = False) -> str:
-    decimals = 2 if metric in ("mean_steps", "mean_tokens") else 3
+    decimals = 3 if BY_NAME[metric].bounds == (0.0, 1.0) else 2
     return f"{value:{'+' if sign else ''}.{decimals}f}"
 
 
@@ -247,8 +291,8 @@ def _rows(comparison: Comparison) -> list[list[str]]:
 
 _FOOTER = (
     f"Values with 95% CI and n. [i]-[1]: difference to the baseline [1] with its 95% CI, {MARK} when the "
-    "CI excludes 0 (rates: Newcombe hybrid score interval; harm_score, mean_steps, mean_tokens: Welch normal "
-    "approximation over the episodes in trajectories.jsonl)."
+    "CI excludes 0 (rates: Newcombe hybrid score interval; means: Welch t interval; per-step ratios: bootstrap "
+    "over whole episodes; both from the episodes in trajectories.jsonl)."
 )
 
 
@@ -284,8 +328,9 @@ def format_markdown(comparison: Comparison) -> str:
     return "\n".join(lines) + "\n"
 
 
-UNIT_METRICS = tuple(name for name in METRICS if name not in ("mean_steps", "mean_tokens"))
-"""Metrics on a 0-1 scale, drawn together; mean_steps and mean_tokens get axes of their own."""
+UNIT_METRICS = tuple(metric.name for metric in TABLE if metric.bounds == (0.0, 1.0))
+"""Metrics on a 0-1 scale, drawn together; the others (lengths) get axes of their own."""
+OPEN_METRICS = tuple(name for name in METRICS if name not in UNIT_METRICS)
 
 
 def plot(comparison: Comparison, path: Path) -> None:
@@ -310,7 +355,7 @@ def plot(comparison: Comparison, path: Path) -> None:
     unit.set_ylim(0, 1.05)
     unit.set_ylabel("rate / score")
     unit.set_title("Metrics with 95% confidence intervals (first run is the baseline)", fontsize=10)
-    for column, metric in enumerate(("mean_steps", "mean_tokens")):
+    for column, metric in enumerate(OPEN_METRICS):
         axes = figure.add_subplot(grid[1, column])
         if _bars(axes, comparison, (metric,)) == 0:
             axes.text(0.5, 0.5, "no data", ha="center", va="center", transform=axes.transAxes, color="grey")

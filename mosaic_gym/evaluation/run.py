@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from mosaic_gym.agents.registry import AgentOptions, make_agent
-from mosaic_gym.env import TIER_CHOICES, ToolEnv
+from mosaic_gym.env import ToolEnv
 from mosaic_gym.envs import ENV_IDS, SUITE_OF
-from mosaic_gym.metrics import Episode, compute
+from mosaic_gym.evaluation.metrics import Episode, compute
+from mosaic_gym.evaluation.records import dumps, episode_key, outcome_of, to_record
 from mosaic_gym.native import PROTOCOLS, ProtocolChoice
-from mosaic_gym.records import dumps, episode_key, outcome_of, to_record
 from mosaic_gym.rollout import EpisodeSpec, rollout
+from mosaic_gym.splits import SPLIT_CHOICES, TIER_CHOICES
 
 RUN_FILE = "run.json"
 TRAJECTORIES = "trajectories.jsonl"
@@ -56,7 +57,7 @@ class EvalConfig:
             raise EvalError(f"unknown env {unknown[0]!r}; choose from {', '.join(ENV_IDS.values())}")
         if not self.envs:
             raise EvalError("give at least one env")
-        if self.split not in ("train", "heldout", "all"):
+        if self.split not in SPLIT_CHOICES:
             raise EvalError(f"split must be train, heldout or all, got {self.split!r}")
         if self.tier not in TIER_CHOICES:
             raise EvalError(f"tier must be starter, standard or all, got {self.tier!r}")
@@ -124,7 +125,7 @@ def run_eval(config: EvalConfig, out: Path, on_episode: Callable[[int, int], Non
     metrics = compute_metrics(records.values())
     metrics["run"] = config.identity()
     _write_atomic(out / METRICS, json.dumps(metrics, indent=2))
-    from mosaic_gym.report import write_reports
+    from mosaic_gym.evaluation.report import write_reports
 
     write_reports(out, metrics, sorted(records.values(), key=lambda r: (r["env"], r["index"])))
     return metrics

@@ -11,17 +11,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mosaic_gym.agents.base import AgentRuntimeError
-from mosaic_gym.agents.registry import AGENTS, AgentConfigError
+from mosaic_gym.agent import AgentConfigError, AgentRuntimeError
+from mosaic_gym.agents.registry import AGENTS
 from mosaic_gym.attacks import ATTACKS
-from mosaic_gym.env import TIER_CHOICES
 from mosaic_gym.envs import ENV_IDS
-from mosaic_gym.evaluation import EvalError
+from mosaic_gym.evaluation.run import EvalError
 from mosaic_gym.native import PROTOCOLS
 from mosaic_gym.scenarios.loader import ScenarioLoadError, load_folder
 from mosaic_gym.scenarios.suite import Suite
 from mosaic_gym.selfcheck import check_suite
-from mosaic_gym.train.config import ConfigError
+from mosaic_gym.splits import SPLIT_CHOICES, TIER_CHOICES
 from mosaic_gym.world.world import SERVICES
 
 EXIT_USAGE = 2
@@ -39,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.overrides = extra
     try:
         return int(args.run(args))
-    except (UsageError, ScenarioLoadError, EvalError, AgentConfigError, AgentRuntimeError, ConfigError) as error:
+    except (UsageError, ScenarioLoadError, EvalError, AgentConfigError, AgentRuntimeError) as error:
         print(f"mosaic-gym {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -103,7 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--env", action="append", dest="envs", metavar="ID", help="env id to include (repeatable; default: all five)"
     )
-    evaluate.add_argument("--split", default="heldout", choices=("train", "heldout", "all"), help="default heldout")
+    evaluate.add_argument("--split", default="heldout", choices=SPLIT_CHOICES, help="default heldout")
     evaluate.add_argument(
         "--tier", default="all", choices=TIER_CHOICES, help="starter (1-3 tool calls), standard or all (default)"
     )
@@ -147,7 +146,7 @@ def _parser() -> argparse.ArgumentParser:
     playing.add_argument("--task", help="template id (default: one drawn by the seed; see 'mosaic-gym list --json')")
     playing.add_argument("--seed", type=int, default=0, help="instance seed (default 0)")
     playing.add_argument("--attack", metavar="FAMILY", help="attack family of an injection task (see 'list')")
-    playing.add_argument("--split", default="all", choices=("train", "heldout", "all"), help="templates to draw from")
+    playing.add_argument("--split", default="all", choices=SPLIT_CHOICES, help="templates to draw from")
     playing.add_argument(
         "--protocol", default="text", choices=PROTOCOLS, help="how your actions reach the env (default text)"
     )
@@ -185,13 +184,16 @@ def _llm_extra(what: str, error: ModuleNotFoundError) -> Exception:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from mosaic_gym.train.config import load_config
+    # The trainer's modules load only for this command: the rest of the CLI never imports them.
+    from mosaic_gym.train.config import ConfigError, load_config
 
-    config = load_config(args.config, args.overrides)
     try:
+        config = load_config(args.config, args.overrides)
         from mosaic_gym.train.run import train
 
         summary = train(config, args.out, resume=args.resume)
+    except ConfigError as error:
+        raise UsageError(str(error)) from None
     except ModuleNotFoundError as error:
         raise _llm_extra("training", error) from None
     except KeyboardInterrupt:
@@ -205,12 +207,15 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from mosaic_gym.demo import DemoPlan, run_demo
+    from mosaic_gym.cli.demo import DemoPlan, run_demo
+    from mosaic_gym.train.config import ConfigError
 
     try:
         report = run_demo(args.out, DemoPlan(episodes=args.episodes))
     except ModuleNotFoundError as error:
         raise _llm_extra("the demo", error) from None
+    except ConfigError as error:
+        raise UsageError(str(error)) from None
     print(f"before/after report: {report} (plot: {report.with_suffix('.png')})")
     return 0
 
@@ -282,8 +287,9 @@ def _list(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from mosaic_gym.evaluation import EvalConfig, run_eval
-    from mosaic_gym.report import format_metric
+    from mosaic_gym.evaluation.metrics import HEADLINE
+    from mosaic_gym.evaluation.report import format_metric
+    from mosaic_gym.evaluation.run import EvalConfig, run_eval
 
     config = EvalConfig(
         agent=args.agent,
@@ -316,14 +322,14 @@ def _eval(args: argparse.Namespace) -> int:
         for bar in bars:
             bar.close()
     overall = metrics["overall"]
-    for name in ("harm_score", "attack_success_rate", "benign_completion_rate", "privacy_leak_rate"):
+    for name in HEADLINE:
         print(f"{name:24} {format_metric(overall[name])}")
     print(f"wrote {args.out / 'trajectories.jsonl'}, metrics.json, report.md, report.html")
     return 0
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from mosaic_gym.compare import compare, format_table, load, write
+    from mosaic_gym.evaluation.compare import compare, format_table, load, write
 
     if len(args.runs) < 2:
         raise UsageError(
@@ -338,7 +344,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from mosaic_gym.export import export
+    from mosaic_gym.evaluation.export import export
 
     count = export(args.run_dir, args.format, args.to)
     print(f"wrote {count} episodes to {args.to} ({args.format})")
@@ -346,7 +352,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _play(args: argparse.Namespace) -> int:
-    from mosaic_gym.play import PlayError, play
+    from mosaic_gym.cli.play import PlayError, play
 
     try:
         return play(
@@ -358,7 +364,9 @@ def _play(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from mosaic_gym.envs import SUITES
+    from mosaic_gym.tools import REGISTRY, builtin_tools
 
+    before = {t.name for t in REGISTRY}
     for path in args.imports:
         _run_user_file(path)
     if args.path is not None:
@@ -370,7 +378,10 @@ def _check(args: argparse.Namespace) -> int:
             print(f"{args.path}: {len(error.problems)} problem(s), nothing loaded:", file=sys.stderr)
             print("\n".join(f"  {line}" for line in error.problems), file=sys.stderr)
             return 1
-        suites = [Suite(args.path.name, tuple(args.services), args.path.resolve())]
+        # The folder's suite offers the built-in tools of its services and the tools --import added.
+        added = [t.name for t in REGISTRY.for_services(args.services) if t.name not in before]
+        tools = (*builtin_tools(*args.services), *added)
+        suites = [Suite(args.path.name, tuple(args.services), args.path.resolve(), tool_names=tools)]
     else:
         suites = list(SUITES.values())
     failed = loose = 0
@@ -422,7 +433,3 @@ def _run_user_file(path: Path) -> None:
         runpy.run_path(str(path), run_name=path.stem)
     except Exception as error:  # the user's code, not ours: say what it raised, in one line
         raise UsageError(f"--import {path}: {type(error).__name__}: {error}") from None
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -13,24 +13,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from mosaic_gym.evaluation.metrics import HEADLINE, TABLE
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-# The headline safety and utility metrics; all of them lie in [0, 1].
-KEY_METRICS = (
-    "harm_score",
-    "harmful_refusal_rate",
-    "attack_success_rate",
-    "benign_completion_rate",
-    "benign_over_refusal_rate",
-    "utility_under_attack",
-    "privacy_leak_rate",
-    "safety_check_coverage",
-)
-ATTACK_METRICS = ("attack_success_rate", "utility_under_attack")
+# The headline safety and utility metrics of the metric table; all of them lie in [0, 1].
+KEY_METRICS = HEADLINE
+# The injection metrics, per attack family.
+ATTACK_METRICS = tuple(metric.name for metric in TABLE if metric.headline and metric.population == "injection episodes")
 # Lower is better for these; the charts colour them so a reader sees the direction at a glance.
-LOWER_IS_BETTER = frozenset({"harm_score", "attack_success_rate", "benign_over_refusal_rate", "privacy_leak_rate"})
+LOWER_IS_BETTER = frozenset(metric.name for metric in TABLE if metric.lower_is_better)
 GOOD, BAD, NEUTRAL = "#3b82c4", "#d0573f", "#888888"
 KIND_COLOURS = {"benign": "#4c9a5a", "harmful": "#c0392b", "injection": "#8e44ad", "privacy": "#d68910"}
 BAR_HEIGHT_IN = 0.28

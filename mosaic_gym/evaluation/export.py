@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from mosaic_gym.evaluation import TRAJECTORIES, EvalError, load_records, load_run
+from mosaic_gym.evaluation.records import outcome_of
+from mosaic_gym.evaluation.run import TRAJECTORIES, EvalError, load_records, load_run
 from mosaic_gym.outcome import scalar_reward
-from mosaic_gym.records import outcome_of
 
 if TYPE_CHECKING:
     import datasets

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mosaic_gym.metrics import METRICS
-from mosaic_gym.plots import render_plots
-from mosaic_gym.report_html import page
+from mosaic_gym.evaluation.metrics import METRICS
+from mosaic_gym.evaluation.plots import render_plots
+from mosaic_gym.evaluation.report_html import page
 
 
 def format_metric(metric: dict[str, Any]) -> str:

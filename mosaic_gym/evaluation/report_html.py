@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from html import escape
 from typing import Any
 
-from mosaic_gym.metrics import METRICS
-from mosaic_gym.plots import Plot
-from mosaic_gym.report_episodes import PER_GROUP, VIEWER_JS, viewer
+from mosaic_gym.evaluation.metrics import METRICS
+from mosaic_gym.evaluation.plots import Plot
+from mosaic_gym.evaluation.report_episodes import PER_GROUP, VIEWER_JS, viewer
 
 INSTALL_HINT = 'pip install "mosaic-gym[eval]"'
 
