@@ -12,14 +12,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from mosaic_gym.env import ToolEnv
+from mosaic_gym.env import ProtocolEnv
 from mosaic_gym.native import NativeReply
 from mosaic_gym.protocol import Action
 
 
 @dataclass(frozen=True)
 class Turn:
-    env: ToolEnv
+    env: ProtocolEnv[Any]
     observation: str
     info: dict[str, Any]
     episode_seed: int = 0

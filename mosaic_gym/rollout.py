@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mosaic_gym.agents.base import Agent, Reply, TokenTrace, Turn
-from mosaic_gym.env import ToolEnv
+from mosaic_gym.env import ProtocolEnv
 from mosaic_gym.native import NativeReply
 from mosaic_gym.outcome import Outcome
 from mosaic_gym.protocol import Action, render
@@ -69,13 +69,13 @@ class Trajectory:
 
 @dataclass
 class _Slot:
-    env: ToolEnv
+    env: ProtocolEnv[Any]
     turn: Turn | None = None
     trajectory: Trajectory | None = None
 
 
 def rollout(
-    agent: Agent, make_env: Callable[[], ToolEnv], episodes: Iterable[EpisodeSpec], batch_size: int = 16
+    agent: Agent, make_env: Callable[[], ProtocolEnv[Any]], episodes: Iterable[EpisodeSpec], batch_size: int = 16
 ) -> Iterator[Trajectory]:
     """Yield one finished trajectory per episode spec, in the order episodes finish."""
     if batch_size < 1:

@@ -18,8 +18,10 @@ from typing import Any, Literal
 
 import yaml
 
-from mosaic_gym import ENV_IDS
+from mosaic_gym.agentdojo import AgentDojoMissing
+from mosaic_gym.catalog import ENV_IDS, check_available
 from mosaic_gym.env import TIER_CHOICES, TierChoice
+from mosaic_gym.envs import ENV_IDS as SUITE_ENV_IDS
 
 RECIPES = Path(__file__).parent / "recipes"
 Reward = Literal["pairwise", "scalar"]
@@ -49,7 +51,7 @@ class LoraSettings:
 class EpisodeSettings:
     """Which episodes the agent practises on, and how long it may take over them."""
 
-    envs: list[str] = field(default_factory=lambda: list(ENV_IDS))
+    envs: list[str] = field(default_factory=lambda: list(SUITE_ENV_IDS))  # also agentdojo-banking, ...
     tier: TierChoice = "all"  # starter: 1-3 tool calls, where a small model's decisions show
     max_steps: int = 6  # replies per episode
     max_new_tokens: int = 160  # per reply
@@ -57,6 +59,10 @@ class EpisodeSettings:
     def __post_init__(self) -> None:
         for name in self.envs:
             _require(name in ENV_IDS, "episodes.envs", f"unknown suite {name!r}; choose from {', '.join(ENV_IDS)}")
+            try:
+                check_available(name)
+            except AgentDojoMissing as error:
+                raise ConfigError(f"episodes.envs: {name}: {error}") from None
         _require(bool(self.envs), "episodes.envs", "must name at least one suite")
         _require(
             self.tier in TIER_CHOICES, "episodes.tier", f"must be one of {', '.join(TIER_CHOICES)}, got {self.tier!r}"
