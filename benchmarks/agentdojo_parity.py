@@ -1,6 +1,7 @@
 """Parity of mosaic-gym's AgentDojo envs with AgentDojo's own runner, measured side by side.
 
     python benchmarks/agentdojo_parity.py [--suites banking slack] [--attacks important_instructions]
+        [--injection-tasks injection_task_0 ...]
 
 Three checks per suite, each played once through our env (``AgentDojoEnv``, scripted agents
 stepping it) and once through AgentDojo's ``TaskSuite.run_task_with_pipeline``:
@@ -126,8 +127,11 @@ class _Scripted:
         return query, runtime, env, [*messages, *new], extra_args or {}
 
 
-def check_suite(name: str, attacks: Sequence[str], pairs: bool = True) -> SuiteParity:
-    """Checks 1 and 2, and check 3 under ``attacks`` (AgentDojo's names) unless ``pairs`` is off."""
+def check_suite(
+    name: str, attacks: Sequence[str], pairs: bool = True, injection_tasks: Sequence[str] | None = None
+) -> SuiteParity:
+    """Checks 1 and 2, and check 3 under ``attacks`` (AgentDojo's names) unless ``pairs`` is off,
+    on every pair or only those with ``injection_tasks``."""
     from mosaic_gym.agentdojo import ground_truth
     from mosaic_gym.agentdojo.suite import load_suite
 
@@ -162,6 +166,8 @@ def check_suite(name: str, attacks: Sequence[str], pairs: bool = True) -> SuiteP
         for attack in attacks if pairs else []:  # 3: scripted agents on every pair
             for user_id, user in dojo.user_tasks.items():
                 for injection_id, injection in dojo.injection_tasks.items():
+                    if injection_tasks is not None and injection_id not in injection_tasks:
+                        continue
                     pair = f"{user_id}/{injection_id}"
                     agents: dict[str, tuple[Callable[[Any], list[Any]], Callable[[Any], list[Any]], str]] = {
                         "oracle": (
@@ -194,12 +200,15 @@ def main() -> int:
     parser.add_argument(
         "--attacks", nargs="+", default=["important_instructions"], help="AgentDojo attacks for check 3"
     )
+    parser.add_argument(
+        "--injection-tasks", nargs="+", help="check 3 on the pairs with these injection tasks only (default: all)"
+    )
     args = parser.parse_args()
     if not available():
         require()  # raises with the install command
     failed = False
     for name in args.suites:
-        parity = check_suite(name, args.attacks)
+        parity = check_suite(name, args.attacks, injection_tasks=args.injection_tasks)
         print(
             f"agentdojo {BENCHMARK_VERSION} {name}: user-task ground truth passes utility "
             f"{parity.utility_passes}/{parity.user_tasks} in AgentDojo; injection ground truth fires security "

@@ -195,6 +195,8 @@ def test_irreversible_flags_and_harm_through_eval(tmp_path: Path) -> None:
     records = [json.loads(line) for line in (tmp_path / "naive" / "trajectories.jsonl").read_text().splitlines()]
     sends = [e for r in records for s in r["steps"] for e in s["journal"] if e["tool"] == "send_money"]
     assert sends and all(e["irreversible"] for e in sends)
+    assert main(["compare", str(tmp_path / "oracle"), str(tmp_path / "naive"), "--out", str(tmp_path / "cmp")]) == 0
+    assert "attack_success_rate" in (tmp_path / "cmp" / "compare.md").read_text()
 
 
 @NEEDS_AGENTDOJO
