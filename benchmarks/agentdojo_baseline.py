@@ -1,10 +1,8 @@
-# AgentDojo ships no py.typed and may be absent, so mypy must not require its types.
-# mypy: disable-error-code="import-untyped, import-not-found"
 """AgentDojo ground-truth throughput, as a baseline for mosaic-gym's env throughput.
 
-AgentDojo (``pip install agentdojo``) is an optional dependency: nothing in mosaic-gym imports
-this module, and every AgentDojo import below happens inside a function, so the project builds
-and tests without it. Importing AgentDojo needs no network and no API key (it imports the LLM
+AgentDojo (``pip install 'mosaic-gym[agentdojo]'``) is an optional dependency: nothing in
+mosaic-gym imports this module, and every AgentDojo import below happens inside a function, so
+the project builds and tests without it. Importing AgentDojo needs no network and no API key (it imports the LLM
 client libraries, but constructs no clients).
 
 Run ``python benchmarks/agentdojo_baseline.py`` to print the rates.
@@ -13,29 +11,15 @@ Run ``python benchmarks/agentdojo_baseline.py`` to print the rates.
 from __future__ import annotations
 
 import contextlib
-import functools
-import importlib.util
 import io
 import logging
 import time
 import warnings
 from collections.abc import Sequence
 
+from mosaic_gym.agentdojo import available
+
 DEFAULT_SUITES: tuple[str, ...] = ("workspace", "slack", "travel", "banking")
-
-
-@functools.cache
-def agentdojo_available() -> bool:
-    """Whether AgentDojo can be imported, so callers can skip the baseline rather than fail."""
-    if importlib.util.find_spec("agentdojo") is None:
-        return False
-    try:  # Installed is not enough: a dependency clash can break the import.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import agentdojo.task_suite  # noqa: F401
-    except Exception:
-        return False
-    return True
 
 
 def ground_truth_rates(
@@ -82,7 +66,7 @@ def ground_truth_rates(
 
 
 if __name__ == "__main__":
-    if not agentdojo_available():
-        raise SystemExit("AgentDojo is not installed: pip install agentdojo")
+    if not available():
+        raise SystemExit("AgentDojo is not installed: pip install 'mosaic-gym[agentdojo]'")
     for suite_name, rate in ground_truth_rates().items():
         print(f"agentdojo v1.2 {suite_name:<10} {rate:8.1f} ground-truth episodes/s")

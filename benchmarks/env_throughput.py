@@ -9,6 +9,10 @@ and AgentDojo's alike, is the best of ``--rounds`` runs, since a shared VM's tim
 ever slows a run down. Targets (issue
 2): at least 10x AgentDojo's ground-truth episodes/s on the comparable suite, and at least
 10,000 tool steps/s on one core.
+
+With the ``[agentdojo]`` extra, our AgentDojo envs are measured too, on the episodes AgentDojo's
+ground-truth rate plays (each user task alone, its ground truth, AgentDojo's utility check),
+and set beside that rate on the same suite (issue 13's target: at least AgentDojo's own rate).
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from pathlib import Path
 import gymnasium as gym
 
 import mosaic_gym
-from mosaic_gym import ToolEnv
+from mosaic_gym import agentdojo
+from mosaic_gym.env import ProtocolEnv
 
 sys.path.insert(0, str(Path(__file__).parent))
 import agentdojo_baseline
@@ -35,14 +40,17 @@ COMPARABLE = {
     "mosaic_gym/Workspace-v0": "workspace",
     "mosaic_gym/Web-v0": "slack",
 }
+# Our AgentDojo envs -> their own suite: the same tasks, state and checks.
+SAME = {env_id: agentdojo.suite_of(name) for name, env_id in agentdojo.ENV_IDS.items()}
 TOOL_STEPS_TARGET = 10_000
 SPEEDUP_TARGET = 10.0
 
 
 def measure(env_id: str, seconds: float) -> dict[str, float]:
     env = gym.make(env_id, split="all").unwrapped
-    assert isinstance(env, ToolEnv)
-    templates = [t.id for t in env.templates]
+    assert isinstance(env, ProtocolEnv)
+    same = env_id in SAME  # AgentDojo's rate plays user tasks alone: so do we, there
+    templates = [t.id for t in env.templates if not same or t.kind == "benign"]
     episodes = tool_steps = 0
     tool_time = 0.0
     start = time.perf_counter()
@@ -77,28 +85,25 @@ def main() -> int:
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     if args.rounds < 1 or args.seconds <= 0:
         parser.error("--rounds must be at least 1 and --seconds positive")
-    ours = {
-        env_id: best_of(args.rounds, lambda e=env_id: measure(e, args.seconds))
-        for env_id in mosaic_gym.ENV_IDS.values()
-    }
+    env_ids = list(mosaic_gym.ENV_IDS.values()) + (list(SAME) if agentdojo.available() else [])
+    ours = {env_id: best_of(args.rounds, lambda e=env_id: measure(e, args.seconds)) for env_id in env_ids}
     theirs: dict[str, float] = {}
-    if agentdojo_baseline.agentdojo_available():
-        theirs = best_of(
-            args.rounds,
-            lambda: agentdojo_baseline.ground_truth_rates(tuple(COMPARABLE.values()), min_seconds=args.seconds),
-        )
+    if agentdojo.available():
+        suites = tuple(dict.fromkeys([*COMPARABLE.values(), *SAME.values()]))
+        theirs = best_of(args.rounds, lambda: agentdojo_baseline.ground_truth_rates(suites, min_seconds=args.seconds))
 
     print(f"{'env':28} {'episodes/s':>11} {'tool steps/s':>13}   AgentDojo suite (episodes/s)   speed-up")
     for env_id, figures in ours.items():
         line = f"{env_id:28} {figures['episodes_per_s']:11.0f} {figures['tool_steps_per_s']:13.0f}"
-        suite = COMPARABLE.get(env_id)
+        suite = COMPARABLE.get(env_id) or SAME.get(env_id)
         if suite and suite in theirs:
             speedup = figures["episodes_per_s"] / theirs[suite]
+            target = 1.0 if env_id in SAME else SPEEDUP_TARGET
             line += f"   {suite:12} {theirs[suite]:13.1f}   {speedup:7.1f}x"
-            line += "" if speedup >= SPEEDUP_TARGET else "  (below the 10x target)"
+            line += "" if speedup >= target else f"  (below the {target:g}x target)"
         print(line)
     if not theirs:
-        print("AgentDojo is not installed (pip install agentdojo) - no comparison made.")
+        print(f"AgentDojo is not installed ({agentdojo.INSTALL}) - no comparison made.")
     slowest = min(f["tool_steps_per_s"] for f in ours.values())
     verdict = "meets" if slowest >= TOOL_STEPS_TARGET else "misses"
     print(f"slowest env: {slowest:.0f} tool steps/s on one core ({verdict} the {TOOL_STEPS_TARGET:,} target)")

@@ -19,7 +19,7 @@ from mosaic_gym.native import NativeReply
 from mosaic_gym.protocol import Action
 
 if TYPE_CHECKING:
-    from mosaic_gym.env import ToolEnv
+    from mosaic_gym.env import ProtocolEnv
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class GroundTruth:
     """The privileged view: the live env (``env.task`` is the instance with its world and checks)
     and the env's whole ``info`` for this step (task id, kind, attack, journal, adversarial spans)."""
 
-    env: ToolEnv
+    env: ProtocolEnv[Any]  # a ToolEnv, or another world's env (AgentDojo's) under the same protocol
     info: dict[str, Any]
 
 

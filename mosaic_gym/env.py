@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import abc
 import copy
 import difflib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import gymnasium as gym
 import numpy as np
@@ -30,20 +32,50 @@ from mosaic_gym.protocol import MAX_TEXT_CHARS, Action, ParseError, parse, rende
 from mosaic_gym.scenarios.instantiate import Task, instantiate
 from mosaic_gym.scenarios.predicates import Evidence
 from mosaic_gym.scenarios.suite import SUITES, Suite
+from mosaic_gym.scenarios.template import Kind, Template
 from mosaic_gym.spaces import UnicodeText
 from mosaic_gym.splits import SPLIT_CHOICES, TIER_CHOICES, SplitChoice, TierChoice
-from mosaic_gym.tools import call_tool
+from mosaic_gym.tools import Tool, ToolResult, call_tool
 from mosaic_gym.world import JournalEntry
 
 MAX_OBSERVATION_CHARS = 200_000
 RESET_OPTIONS = frozenset({"task", "attack"})
 
 
+class EpisodeTask(Protocol):
+    """What the protocol loop needs of a task instance, whatever world it runs in."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def kind(self) -> Kind: ...
+
+    @property
+    def attack(self) -> str | None: ...
+
+    @property
+    def instruction(self) -> str: ...
+
+
+class EpisodeTemplate(Protocol):
+    """What an env's list of templates offers about each: ``reset(options={"task": id})`` plays it."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def kind(self) -> Kind: ...
+
+
+TaskT = TypeVar("TaskT", bound=EpisodeTask)
+
+
 @dataclass
-class Episode:
+class Episode(Generic[TaskT]):
     """Everything that changes during an episode; copying it is a snapshot."""
 
-    task: Task
+    task: TaskT
     max_steps: int
     messages: list[dict[str, Any]]
     step: int = 0
@@ -59,16 +91,13 @@ class Episode:
 class EnvSnapshot:
     """An opaque saved state: ``env.restore(snapshot)`` continues exactly from it."""
 
-    episode: Episode
+    episode: Episode[Any]
     rng_state: dict[str, Any]
 
 
-class ToolEnv(gym.Env[str, str | Action | NativeReply]):
-    """An agent acts in a simulated world through text (or :class:`Action` objects).
+class ProtocolEnv(gym.Env[str, str | Action | NativeReply], Generic[TaskT], abc.ABC):
+    """The protocol loop every env shares, whatever world its tools act on.
 
-    * ``reset(seed=, options={"task": template_id, "attack": family})`` draws a task instance
-      from the split (and, for injection tasks, an attack family allowed in it);
-      the observation is the system prompt followed by the user's instruction.
     * ``step(text_or_action)``: a tool call returns the tool output; a malformed reply returns
       a format error (counted) and the episode goes on; ``<refuse>`` or ``<answer>`` ends it
       (``terminated``); the step budget ends it too (``truncated``).
@@ -78,49 +107,32 @@ class ToolEnv(gym.Env[str, str | Action | NativeReply]):
       :class:`NativeReply` (or plain text, which is an answer), ``info["messages"]`` is the
       chat in OpenAI's format, with ``tool_calls`` and ``tool`` messages answering their ids, and
       every ``info`` carries the tools, which a native agent sends with each request.
+
+    A subclass draws the task in ``reset`` (then calls :meth:`_begin`), runs tool calls
+    (:meth:`_call`), names the injected texts its tool output may show (:meth:`_adversarial`)
+    and judges the end (:meth:`_outcome`); the protocol, the journal's irreversible calls,
+    messages and ``info`` are the same for all.
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}  # noqa: RUF012  (Gymnasium's convention)
+    templates: Sequence[EpisodeTemplate]  # what reset draws from (set by the subclass)
 
     def __init__(
-        self,
-        suite: str | Suite = "workspace",
-        split: SplitChoice = "train",
-        max_steps: int = 12,
-        tasks: list[str] | None = None,
-        render_mode: str | None = None,
-        tier: TierChoice = "all",
-        protocol: ProtocolChoice = "text",
+        self, name: str, tools: list[Tool], max_steps: int, render_mode: str | None, protocol: ProtocolChoice
     ) -> None:
-        self.suite = _suite(suite)
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be 'text' or 'native', got {protocol!r}")
-        if split not in SPLIT_CHOICES:
-            raise ValueError(f"split must be 'train', 'heldout' or 'all', got {split!r}")
-        if tier not in TIER_CHOICES:
-            raise ValueError(f"tier must be 'starter', 'standard' or 'all', got {tier!r}")
         if max_steps < 1:
             raise ValueError(f"max_steps must be at least 1, got {max_steps}")
         if render_mode not in (None, "ansi"):
             raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
-        templates = self.suite.templates(None if split == "all" else split, None if tier == "all" else tier)
-        if tasks is not None:
-            by_id = {t.id: t for t in self.suite.templates()}
-            for task_id in tasks:
-                _check_task_id(task_id, by_id)
-            templates = [by_id[t] for t in tasks]
-        if not templates:
-            raise ValueError(f"suite {self.suite.name!r} has no templates in split {split!r} and tier {tier!r}")
-        self.templates = templates
-        self.split = split
-        self.tier = tier
         self.max_steps = max_steps
         self.render_mode = render_mode
         self.protocol = protocol
-        self.tools = {t.name: t for t in self.suite.tools()}
+        self.tools = {t.name: t for t in tools}
         if protocol == "native":
             if REFUSE_TOOL in self.tools:
-                raise ValueError(f"suite {self.suite.name!r} has a tool named {REFUSE_TOOL!r}, the native refusal")
+                raise ValueError(f"suite {name!r} has a tool named {REFUSE_TOOL!r}, the native refusal")
             self._tools_text = NATIVE_PROTOCOL
             schemas = [flagged_schema(t) for t in self.tools.values()] + [REFUSE_SCHEMA]
         else:
@@ -130,33 +142,9 @@ class ToolEnv(gym.Env[str, str | Action | NativeReply]):
         self._schemas_json = json.dumps(schemas)
         self.observation_space = UnicodeText(MAX_OBSERVATION_CHARS)
         self.action_space = UnicodeText(MAX_TEXT_CHARS)
-        self._episode: Episode | None = None
+        self._episode: Episode[TaskT] | None = None
 
     # -- Gymnasium API -------------------------------------------------------------------
-
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
-        super().reset(seed=seed)
-        options = options or {}
-        unknown = set(options) - RESET_OPTIONS
-        if unknown:
-            raise ValueError(f"unknown reset options {sorted(unknown)}; supported: {sorted(RESET_OPTIONS)}")
-        if "task" in options:
-            by_id = {t.id: t for t in self.templates}
-            _check_task_id(options["task"], by_id)
-            template = by_id[options["task"]]
-        else:
-            template = self.templates[int(self.np_random.integers(len(self.templates)))]
-        task = instantiate(template, self.np_random, self.suite.services, self.split, options.get("attack"))
-        system = system_prompt(task.world, self._tools_text)
-        self._episode = Episode(
-            task=task,
-            max_steps=template.max_steps or self.max_steps,
-            messages=[{"role": "system", "content": system}, {"role": "user", "content": task.instruction}],
-        )
-        observation = f"{system}\n\nUser: {task.instruction}"
-        info = self._info(self._episode, action=None, format_error=None, entries=[], spans=[])
-        info["tools"] = json.loads(self._schemas_json)
-        return observation, info
 
     def step(self, action: str | Action | NativeReply) -> tuple[str, float, bool, bool, dict[str, Any]]:
         episode = self._episode
@@ -175,7 +163,6 @@ class ToolEnv(gym.Env[str, str | Action | NativeReply]):
                 {"role": "assistant", "content": render(action) if isinstance(action, Action) else str(action)}
             )
         episode.step += 1
-        world = episode.task.world
         entries: list[JournalEntry] = []
         spans: list[tuple[int, int]] = []
         reward = 0.0
@@ -187,7 +174,7 @@ class ToolEnv(gym.Env[str, str | Action | NativeReply]):
             episode.messages.append({"role": "user", "content": observation})
         elif parsed.kind == "tool_call":
             assert parsed.tool is not None
-            result = call_tool(self.tools, world, parsed.tool, parsed.arguments, episode.step)
+            result = self._call(episode, parsed.tool, parsed.arguments)
             if result.entry is not None:
                 entries.append(result.entry)
                 if result.entry.ok and result.entry.irreversible:
@@ -198,7 +185,7 @@ class ToolEnv(gym.Env[str, str | Action | NativeReply]):
                     )
             episode.tool_errors += not result.ok
             observation = result.output
-            spans = find_spans(observation, world.adversarial)
+            spans = find_spans(observation, self._adversarial(episode))
             self._tool_result(episode, native, parsed.tool, observation)
         else:
             terminated = True
@@ -210,7 +197,7 @@ class ToolEnv(gym.Env[str, str | Action | NativeReply]):
             else:
                 episode.answer = parsed.message
                 observation = "Episode over: your answer was delivered to the user."
-        entries.extend(world.advance_day(episode.step))
+        entries.extend(self._advance(episode))
         truncated = not terminated and episode.step >= episode.max_steps
         info = self._info(
             episode,
@@ -224,7 +211,7 @@ class ToolEnv(gym.Env[str, str | Action | NativeReply]):
             info["tools"] = json.loads(self._schemas_json)
         if terminated or truncated:
             episode.done = True
-            entries.extend(world.settle(episode.step))
+            entries.extend(self._settle(episode))
             outcome = self._outcome(episode, truncated)
             reward += scalar_reward(outcome)
             info["journal"] = list(entries)
@@ -261,11 +248,44 @@ class ToolEnv(gym.Env[str, str | Action | NativeReply]):
         return self._episode.max_steps
 
     @property
-    def task(self) -> Task:
+    def task(self) -> TaskT:
         """The current task instance (its world is the live world)."""
         if self._episode is None:
             raise RuntimeError("call reset() first")
         return self._episode.task
+
+    # -- What a subclass supplies --------------------------------------------------------
+
+    def _begin(self, task: TaskT, system: str, max_steps: int) -> tuple[str, dict[str, Any]]:
+        """Start an episode of ``task``: reset's observation and info."""
+        self._episode = Episode(
+            task=task,
+            max_steps=max_steps,
+            messages=[{"role": "system", "content": system}, {"role": "user", "content": task.instruction}],
+        )
+        info = self._info(self._episode, action=None, format_error=None, entries=[], spans=[])
+        info["tools"] = json.loads(self._schemas_json)
+        return f"{system}\n\nUser: {task.instruction}", info
+
+    @abc.abstractmethod
+    def _call(self, episode: Episode[TaskT], tool: str, arguments: dict[str, Any] | None) -> ToolResult:
+        """Run one tool call of the agent; never raises for anything the agent wrote."""
+
+    @abc.abstractmethod
+    def _adversarial(self, episode: Episode[TaskT]) -> list[str]:
+        """The injected texts tool output may show, to mark their spans."""
+
+    @abc.abstractmethod
+    def _outcome(self, episode: Episode[TaskT], truncated: bool) -> Outcome:
+        """What the finished episode amounted to."""
+
+    def _advance(self, episode: Episode[TaskT]) -> list[JournalEntry]:
+        """What the world does by itself after each reply (journal entries); nothing by default."""
+        return []
+
+    def _settle(self, episode: Episode[TaskT]) -> list[JournalEntry]:
+        """What the world does by itself once the episode is over; nothing by default."""
+        return []
 
     # -- Internals -----------------------------------------------------------------------
 
@@ -288,7 +308,7 @@ class ToolEnv(gym.Env[str, str | Action | NativeReply]):
             raise TypeError(f"action must be a NativeReply, text or an Action, got {type(action).__name__}")
         return parse_native(action, step)
 
-    def _tool_result(self, episode: Episode, native: NativeStep | None, tool: str, output: str) -> None:
+    def _tool_result(self, episode: Episode[TaskT], native: NativeStep | None, tool: str, output: str) -> None:
         """The chat message(s) carrying a call's result: natively, one per call id of the reply."""
         if native is None:
             episode.messages.append({"role": "tool", "name": tool, "content": output})
@@ -298,7 +318,7 @@ class ToolEnv(gym.Env[str, str | Action | NativeReply]):
 
     def _info(
         self,
-        episode: Episode,
+        episode: Episode[TaskT],
         action: Action | None,
         format_error: str | None,
         entries: list[JournalEntry],
@@ -306,7 +326,7 @@ class ToolEnv(gym.Env[str, str | Action | NativeReply]):
     ) -> dict[str, Any]:
         return {
             "task": episode.task.id,
-            "kind": episode.task.spec.kind,
+            "kind": episode.task.kind,
             "attack": episode.task.attack,
             "step": episode.step,
             "protocol": self.protocol,
@@ -318,7 +338,73 @@ class ToolEnv(gym.Env[str, str | Action | NativeReply]):
             "adversarial_spans": list(spans),
         }
 
-    def _outcome(self, episode: Episode, truncated: bool) -> Outcome:
+
+class ToolEnv(ProtocolEnv[Task]):
+    """An agent acts in a simulated world through text (or :class:`Action` objects).
+
+    ``reset(seed=, options={"task": template_id, "attack": family})`` draws a task instance
+    from the split (and, for injection tasks, an attack family allowed in it); the observation
+    is the system prompt followed by the user's instruction. Stepping is :class:`ProtocolEnv`'s.
+    """
+
+    templates: list[Template]
+
+    def __init__(
+        self,
+        suite: str | Suite = "workspace",
+        split: SplitChoice = "train",
+        max_steps: int = 12,
+        tasks: list[str] | None = None,
+        render_mode: str | None = None,
+        tier: TierChoice = "all",
+        protocol: ProtocolChoice = "text",
+    ) -> None:
+        self.suite = _suite(suite)
+        if split not in SPLIT_CHOICES:
+            raise ValueError(f"split must be 'train', 'heldout' or 'all', got {split!r}")
+        if tier not in TIER_CHOICES:
+            raise ValueError(f"tier must be 'starter', 'standard' or 'all', got {tier!r}")
+        super().__init__(self.suite.name, self.suite.tools(), max_steps, render_mode, protocol)
+        templates = self.suite.templates(None if split == "all" else split, None if tier == "all" else tier)
+        if tasks is not None:
+            by_id = {t.id: t for t in self.suite.templates()}
+            for task_id in tasks:
+                check_task_id(task_id, by_id)
+            templates = [by_id[t] for t in tasks]
+        if not templates:
+            raise ValueError(f"suite {self.suite.name!r} has no templates in split {split!r} and tier {tier!r}")
+        self.templates = templates
+        self.split = split
+        self.tier = tier
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+        super().reset(seed=seed)
+        options = options or {}
+        unknown = set(options) - RESET_OPTIONS
+        if unknown:
+            raise ValueError(f"unknown reset options {sorted(unknown)}; supported: {sorted(RESET_OPTIONS)}")
+        if "task" in options:
+            by_id = {t.id: t for t in self.templates}
+            check_task_id(options["task"], by_id)
+            template = by_id[options["task"]]
+        else:
+            template = self.templates[int(self.np_random.integers(len(self.templates)))]
+        task = instantiate(template, self.np_random, self.suite.services, self.split, options.get("attack"))
+        return self._begin(task, system_prompt(task.world, self._tools_text), template.max_steps or self.max_steps)
+
+    def _call(self, episode: Episode[Task], tool: str, arguments: dict[str, Any] | None) -> ToolResult:
+        return call_tool(self.tools, episode.task.world, tool, arguments, episode.step)
+
+    def _adversarial(self, episode: Episode[Task]) -> list[str]:
+        return episode.task.world.adversarial
+
+    def _advance(self, episode: Episode[Task]) -> list[JournalEntry]:
+        return episode.task.world.advance_day(episode.step)
+
+    def _settle(self, episode: Episode[Task]) -> list[JournalEntry]:
+        return episode.task.world.settle(episode.step)
+
+    def _outcome(self, episode: Episode[Task], truncated: bool) -> Outcome:
         world = episode.task.world
         evidence = Evidence(
             world=world, journal=world.journal, answer=episode.answer, refused=episode.refusal_step is not None
@@ -351,7 +437,7 @@ def _suite(suite: str | Suite) -> Suite:
     return SUITES[suite]
 
 
-def _check_task_id(task_id: object, by_id: dict[str, Any]) -> None:
+def check_task_id(task_id: object, by_id: dict[str, Any]) -> None:
     if task_id not in by_id:
         close = difflib.get_close_matches(str(task_id), list(by_id), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else f"; available: {', '.join(sorted(by_id))}"

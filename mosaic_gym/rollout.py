@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mosaic_gym.agent import Agent, GroundTruth, Reply, TokenTrace, Turn, is_privileged
-from mosaic_gym.env import ToolEnv
+from mosaic_gym.env import ProtocolEnv
 from mosaic_gym.native import NativeReply
 from mosaic_gym.outcome import Outcome
 from mosaic_gym.protocol import Action, render
@@ -69,7 +69,7 @@ class Trajectory:
 
 @dataclass
 class _Slot:
-    env: ToolEnv
+    env: ProtocolEnv[Any]
     privileged: bool
     turn: Turn | None = None
     trajectory: Trajectory | None = None
@@ -77,7 +77,7 @@ class _Slot:
 
 
 def make_turn(
-    env: ToolEnv,
+    env: ProtocolEnv[Any],
     observation: str,
     info: dict[str, Any],
     tools: list[dict[str, Any]],
@@ -102,7 +102,7 @@ def make_turn(
 
 
 def rollout(
-    agent: Agent, make_env: Callable[[], ToolEnv], episodes: Iterable[EpisodeSpec], batch_size: int = 16
+    agent: Agent, make_env: Callable[[], ProtocolEnv[Any]], episodes: Iterable[EpisodeSpec], batch_size: int = 16
 ) -> Iterator[Trajectory]:
     """Yield one finished trajectory per episode spec, in the order episodes finish."""
     if batch_size < 1:

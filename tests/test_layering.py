@@ -6,9 +6,11 @@ bottom up (docs/architecture.md draws them):
 
 0. core: the episode path (``mosaic_gym`` outside the folders below): world, tools, scenarios,
    protocol, env, outcome, the agent contract, rollout, judges;
-1. plug-ins: ``mosaic_gym.envs`` (built-in suites) and ``mosaic_gym.agents`` (agents, model
+1. plug-ins: ``mosaic_gym.envs`` (built-in suites), ``mosaic_gym.agentdojo`` (AgentDojo's
+   suites as envs, behind the ``[agentdojo]`` extra) and ``mosaic_gym.agents`` (agents, model
    back-ends, the agent and judge registries), which never import each other;
-2. the package itself (``mosaic_gym/__init__``, which registers the built-in env ids);
+2. the package itself (``mosaic_gym/__init__``, which registers the env ids) and
+   ``mosaic_gym.catalog``, which makes every env (built-in or AgentDojo's) by name or id;
 3. ``mosaic_gym.evaluation``: running agents over suites, metrics, reports;
 4. ``mosaic_gym.train``: the trainer;
 5. ``mosaic_gym.cli``: the command line, which composes everything.
@@ -36,7 +38,9 @@ FOLDERS = {"mosaic_gym": ROOT / "mosaic_gym", "mosaic_gym.envs": ROOT / "envs"}
 FOLDERS |= {"mosaic_gym.agents": ROOT / "agents", "mosaic_gym.train": ROOT / "train"}
 LAYERS = {
     "mosaic_gym.envs": 1,
+    "mosaic_gym.agentdojo": 1,
     "mosaic_gym.agents": 1,
+    "mosaic_gym.catalog": 2,
     "mosaic_gym.evaluation": 3,
     "mosaic_gym.train": 4,
     "mosaic_gym.cli": 5,
@@ -110,6 +114,8 @@ def graph() -> dict[str, list[tuple[str, bool]]]:
 
 def test_the_walk_sees_the_whole_package(graph: dict[str, list[tuple[str, bool]]]) -> None:
     assert {"mosaic_gym.env", "mosaic_gym.agents.hf", "mosaic_gym.train.grpo", "mosaic_gym.cli.main"} <= set(graph)
+    assert {"mosaic_gym.agentdojo.env", "mosaic_gym.catalog"} <= set(graph)
+    assert ("mosaic_gym.agentdojo.env", False) in graph["mosaic_gym.agentdojo"], "AgentDojo loads only when needed"
     assert ("mosaic_gym.agent", True) in graph["mosaic_gym.rollout"]
     assert ("mosaic_gym.train.config", False) in graph["mosaic_gym.cli.main"], "the CLI imports the trainer lazily"
 

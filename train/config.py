@@ -20,7 +20,9 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import ErrorDetails
 
-from mosaic_gym import ENV_IDS
+from mosaic_gym.agentdojo import AgentDojoMissing
+from mosaic_gym.catalog import ENV_IDS, check_available
+from mosaic_gym.envs import ENV_IDS as SUITE_ENV_IDS
 from mosaic_gym.splits import TIER_CHOICES, TierChoice
 
 RECIPES = Path(__file__).parent / "recipes"
@@ -85,7 +87,7 @@ class LoraSettings(_Section):
 class EpisodeSettings(_Section):
     """Which episodes the agent practises on, and how long it may take over them."""
 
-    envs: list[str] = Field(default_factory=lambda: list(ENV_IDS))
+    envs: list[str] = Field(default_factory=lambda: list(SUITE_ENV_IDS))  # also agentdojo-banking, ...
     tier: TierChoice = "all"  # starter: 1-3 tool calls, where a small model's decisions show
     max_steps: int = 6  # replies per episode
     max_new_tokens: int = 160  # per reply
@@ -94,6 +96,10 @@ class EpisodeSettings(_Section):
     def _check(self) -> EpisodeSettings:
         for name in self.envs:
             _require(name in ENV_IDS, "episodes.envs", f"unknown suite {name!r}; choose from {', '.join(ENV_IDS)}")
+            try:
+                check_available(name)
+            except AgentDojoMissing as error:  # an ImportError: as a ValueError, pydantic carries it
+                _require(False, "episodes.envs", f"{name}: {error}")
         _require(bool(self.envs), "episodes.envs", "must name at least one suite")
         _require(
             self.tier in TIER_CHOICES, "episodes.tier", f"must be one of {', '.join(TIER_CHOICES)}, got {self.tier!r}"

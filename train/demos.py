@@ -32,8 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from mosaic_gym import ToolEnv
 from mosaic_gym.agents.transcript import TranscriptBuilder
+from mosaic_gym.catalog import make_env
+from mosaic_gym.env import ProtocolEnv
 from mosaic_gym.protocol import Action, render
 from mosaic_gym.tools import Tool
 from mosaic_gym.train.config import EpisodeSettings, SFTSettings
@@ -67,7 +68,7 @@ def build_demos(tokenizer: Any, episodes: EpisodeSettings, sft: SFTSettings, see
     transcripts = TranscriptBuilder(tokenizer)
     demos = DemoSet(examples=[])
     for suite_index, suite in enumerate(episodes.envs):
-        env = ToolEnv(suite, split="train", tier=episodes.tier, max_steps=episodes.max_steps)
+        env = make_env(suite, split="train", tier=episodes.tier, max_steps=episodes.max_steps)
         for template_index, template in enumerate(env.templates):
             for instance in range(sft.instances_per_template):
                 rng = np.random.default_rng([seed, suite_index, template_index, instance])
@@ -83,12 +84,12 @@ def build_demos(tokenizer: Any, episodes: EpisodeSettings, sft: SFTSettings, see
     return demos
 
 
-def _demo_script(env: ToolEnv, rng: np.random.Generator, sft: SFTSettings) -> list[Action]:
+def _demo_script(env: ProtocolEnv[Any], rng: np.random.Generator, sft: SFTSettings) -> list[Action]:
     task = env.task
     script = (task.harmful_reference() or task.reference())[: env.max_steps]
     refuses = rng.random() < sft.refusal_rate  # drawn in both modes, so the rest of the draws match
     if sft.refusals == "harmful":
-        script = [_STOP] if task.template.kind == "harmful" else script
+        script = [_STOP] if task.kind == "harmful" else script
     elif refuses:
         script = [*script[: int(rng.integers(len(script)))], _STOP]
     checks = [_neutral_check(action, env.tools) if rng.random() < sft.check_rate else None for action in script]
@@ -111,7 +112,7 @@ def _neutral_check(action: Action, tools: dict[str, Tool]) -> str:
 
 
 def _play(
-    env: ToolEnv, messages: list[dict[str, str]], script: list[Action], transcripts: TranscriptBuilder
+    env: ProtocolEnv[Any], messages: list[dict[str, str]], script: list[Action], transcripts: TranscriptBuilder
 ) -> dict[str, list[int]]:
     """Step the env through the script and lay the episode out as the model would see it."""
     transcript = transcripts.start(messages)

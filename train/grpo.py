@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from mosaic_gym import ToolEnv
 from mosaic_gym.agents.generation import Sampling
 from mosaic_gym.agents.hf import ForcedOpening, HFAgent
 from mosaic_gym.agents.registry import JudgeOptions, make_judge
 from mosaic_gym.agents.transcript import TranscriptBuilder
+from mosaic_gym.catalog import make_env
 from mosaic_gym.judges import PairwiseJudge
 from mosaic_gym.protocol import render
 from mosaic_gym.rollout import EpisodeSpec, Trajectory, rollout
@@ -49,7 +49,7 @@ def training_rows(config: TrainConfig) -> list[dict[str, Any]]:
     rows = []
     for step in range(config.rl.steps):
         suite = config.episodes.envs[step % len(config.episodes.envs)]
-        templates = ToolEnv(suite, split="train", tier=config.episodes.tier).templates
+        templates = make_env(suite, split="train", tier=config.episodes.tier).templates
         harmful = [t for t in templates if t.kind == "harmful"]
         others = [t for t in templates if t.kind != "harmful"]
         for _ in range(config.rl.groups_per_step):
@@ -170,7 +170,7 @@ class EpisodeRollout:
 
     def _env_factory(self, suite: str) -> Any:
         max_steps, tier = self.config.episodes.max_steps, self.config.episodes.tier
-        return lambda: ToolEnv(suite, split="train", tier=tier, max_steps=max_steps)
+        return lambda: make_env(suite, split="train", tier=tier, max_steps=max_steps)
 
     def _split(self, trajectory: Trajectory) -> tuple[list[int], list[int], list[int]]:
         """(prompt ids, completion ids, env mask): the prompt is everything before the first reply."""

@@ -10,18 +10,18 @@ often it refused, completed the user's task, did harm, executed an injection and
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from tqdm import tqdm
 
-from mosaic_gym import ToolEnv
 from mosaic_gym.agents.generation import Sampling
 from mosaic_gym.agents.hf import HFAgent
-from mosaic_gym.envs import SUITES
+from mosaic_gym.catalog import make_env
+from mosaic_gym.env import EpisodeTemplate
 from mosaic_gym.outcome import Outcome
 from mosaic_gym.rollout import EpisodeSpec, rollout
-from mosaic_gym.scenarios.template import Template
 from mosaic_gym.splits import SPLITS
 from mosaic_gym.train.config import TrainConfig
 from mosaic_gym.train.step_stats import KINDS
@@ -60,7 +60,7 @@ def probe_plan(config: TrainConfig, split: str) -> dict[str, list[EpisodeSpec]]:
     taken in turn across the suites so that every suite and template gets its share."""
     plan: dict[str, list[EpisodeSpec]] = defaultdict(list)
     for kind_index, kind in enumerate(KINDS):
-        pool: list[tuple[str, Template]] = [
+        pool: list[tuple[str, EpisodeTemplate]] = [
             (suite, t) for suite in config.episodes.envs for t in _templates(config, suite, split) if t.kind == kind
         ]
         for i in range(config.probe.episodes_per_kind if pool else 0):
@@ -140,11 +140,10 @@ def probe_summary(table: dict[str, dict[str, ProbeCell]]) -> dict[str, Any]:
     }
 
 
-def _templates(config: TrainConfig, suite: str, split: str) -> list[Template]:
-    tier = None if config.episodes.tier == "all" else config.episodes.tier
-    return SUITES[suite].templates(split, tier)
+def _templates(config: TrainConfig, suite: str, split: str) -> Sequence[EpisodeTemplate]:
+    return make_env(suite, split=split, tier=config.episodes.tier).templates
 
 
 def _env_factory(config: TrainConfig, suite: str, split: str) -> Any:
     max_steps, tier = config.episodes.max_steps, config.episodes.tier
-    return lambda: ToolEnv(suite, split=split, tier=tier, max_steps=max_steps)  # type: ignore[arg-type]
+    return lambda: make_env(suite, split=split, tier=tier, max_steps=max_steps)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mosaic_gym.envs import ENV_IDS
+from mosaic_gym.catalog import ENV_IDS
 
 if TYPE_CHECKING:
     from mosaic_gym.train.config import TrainConfig

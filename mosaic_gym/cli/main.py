@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mosaic_gym import agentdojo
 from mosaic_gym.agent import AgentConfigError, AgentRuntimeError
 from mosaic_gym.agents.registry import AGENTS
 from mosaic_gym.attacks import ATTACKS
@@ -100,7 +101,11 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--adapter", help="LoRA adapter folder, for LLM agents")
     evaluate.add_argument("--base-url", help="OpenAI-compatible endpoint, for --agent openai")
     evaluate.add_argument(
-        "--env", action="append", dest="envs", metavar="ID", help="env id to include (repeatable; default: all five)"
+        "--env",
+        action="append",
+        dest="envs",
+        metavar="ID",
+        help="env id to include (repeatable; default: the five built-in suites; AgentDojo's: docs/agentdojo.md)",
     )
     evaluate.add_argument("--split", default="heldout", choices=SPLIT_CHOICES, help="default heldout")
     evaluate.add_argument(
@@ -275,6 +280,10 @@ def _list(args: argparse.Namespace) -> int:
         print(f"  services: {', '.join(env['services'])}")
         print(f"  tools: {env['tools']['total']} ({len(env['tools']['irreversible'])} irreversible)")
         print(f"  templates: {env['templates']['total']} ({counts}; {splits}; {tiers})")
+    print(f"AgentDojo {agentdojo.BENCHMARK_VERSION} suites (docs/agentdojo.md):")
+    print(f"  {', '.join(agentdojo.ENV_IDS.values())}")
+    if not agentdojo.available():
+        print(f"  not installed: {agentdojo.INSTALL}")
     print("attack families:")
     for name, family in data["attacks"].items():
         role = (

@@ -15,7 +15,7 @@ from html import escape
 from typing import Any
 
 from mosaic_gym.attacks import merge_spans
-from mosaic_gym.envs import ENV_IDS, SUITE_OF
+from mosaic_gym.catalog import ENV_IDS, NAME_OF
 
 PER_GROUP = 40
 MAX_CHARS = 4000
@@ -38,7 +38,7 @@ Group = tuple[str, str]
 
 
 def suite_of(record: dict[str, Any]) -> str:
-    return SUITE_OF.get(record["env"], record["env"])
+    return NAME_OF.get(record["env"], record["env"])
 
 
 def group_records(records: Iterable[dict[str, Any]]) -> dict[Group, list[dict[str, Any]]]:

@@ -16,9 +16,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mosaic_gym.agentdojo import AgentDojoMissing
 from mosaic_gym.agents.registry import AgentOptions, make_agent
-from mosaic_gym.env import ToolEnv
-from mosaic_gym.envs import ENV_IDS, SUITE_OF
+from mosaic_gym.catalog import ENV_IDS, NAME_OF, check_available, make_env
+from mosaic_gym.env import ProtocolEnv
+from mosaic_gym.envs import ENV_IDS as SUITE_ENV_IDS
 from mosaic_gym.evaluation.metrics import Episode, compute
 from mosaic_gym.evaluation.records import dumps, episode_key, outcome_of, to_record
 from mosaic_gym.native import PROTOCOLS, ProtocolChoice
@@ -37,7 +39,7 @@ class EvalError(ValueError):
 @dataclass(frozen=True)
 class EvalConfig:
     agent: str
-    envs: tuple[str, ...] = tuple(ENV_IDS.values())
+    envs: tuple[str, ...] = tuple(SUITE_ENV_IDS.values())  # the built-in suites; AgentDojo's by name only
     split: str = "heldout"
     tier: str = "all"  # starter, standard or all
     episodes: int = 100
@@ -52,9 +54,14 @@ class EvalConfig:
     batch_size: int = field(default=16, compare=False)
 
     def __post_init__(self) -> None:
-        unknown = [e for e in self.envs if e not in SUITE_OF]
+        unknown = [e for e in self.envs if e not in NAME_OF]
         if unknown:
             raise EvalError(f"unknown env {unknown[0]!r}; choose from {', '.join(ENV_IDS.values())}")
+        for env_id in self.envs:
+            try:
+                check_available(NAME_OF[env_id])
+            except AgentDojoMissing as error:
+                raise EvalError(f"{env_id}: {error}") from None
         if not self.envs:
             raise EvalError("give at least one env")
         if self.split not in SPLIT_CHOICES:
@@ -133,7 +140,7 @@ def run_eval(config: EvalConfig, out: Path, on_episode: Callable[[int, int], Non
 
 def compute_metrics(records: Any) -> dict[str, Any]:
     episodes = [
-        Episode(suite=SUITE_OF.get(r["env"], r["env"]), kind=r["kind"], attack=r["attack"], outcome=outcome_of(r))
+        Episode(suite=NAME_OF.get(r["env"], r["env"]), kind=r["kind"], attack=r["attack"], outcome=outcome_of(r))
         for r in sorted(records, key=lambda r: r["episode"])
     ]
     return compute(episodes)
@@ -186,10 +193,11 @@ def _claim(out: Path, config: EvalConfig) -> None:
         _write_atomic(run_file, json.dumps(config.identity(), indent=2))
 
 
-def _env_factory(env_id: str, split: str, tier: str, max_steps: int | None, protocol: str) -> Callable[[], ToolEnv]:
-    suite = SUITE_OF[env_id]
-    budget = {} if max_steps is None else {"max_steps": max_steps}  # none given: the env's own
-    return lambda: ToolEnv(suite, split=split, tier=tier, protocol=protocol, **budget)  # type: ignore[arg-type]
+def _env_factory(
+    env_id: str, split: str, tier: str, max_steps: int | None, protocol: str
+) -> Callable[[], ProtocolEnv[Any]]:
+    name = NAME_OF[env_id]  # max_steps None: the env's own budget
+    return lambda: make_env(name, split=split, tier=tier, max_steps=max_steps, protocol=protocol)
 
 
 def _path(value: str | None) -> Path | None:

@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from mosaic_gym.attacks import ATTACKS, AttackContext, AttackFamily, families
 from mosaic_gym.protocol import Action
 from mosaic_gym.scenarios.substitute import ScenarioError, fill_text
-from mosaic_gym.scenarios.template import Param, Step, Template, WorldSpec
+from mosaic_gym.scenarios.template import Kind, Param, Step, Template, WorldSpec
 from mosaic_gym.tools import REGISTRY
 from mosaic_gym.world import (
     Contact,
@@ -58,6 +58,10 @@ class Task:
     @property
     def id(self) -> str:
         return self.template.id
+
+    @property
+    def kind(self) -> Kind:
+        return self.spec.kind
 
     @property
     def instruction(self) -> str:
@@ -139,7 +143,7 @@ def _attack_context(judged: Template, variables: dict[str, str], goal: str) -> A
     """The goal, and the calls of the harmful reference that the safe reference does not make."""
     safe = {(s.call, json.dumps(s.args, sort_keys=True)) for s in judged.reference if s.call}
     calls = tuple(
-        _call_text(s.call, _typed_arguments(s.call, s.args))
+        call_text(s.call, _typed_arguments(s.call, s.args))
         for s in judged.harmful_reference or []
         if s.call and (s.call, json.dumps(s.args, sort_keys=True)) not in safe
     )
@@ -258,7 +262,7 @@ def _apply(spec: WorldSpec, world: World, email_ids: list[str], scheduled_ids: l
     world.secrets.extend(Secret(label=s.label, value=s.value, source=s.source) for s in spec.secrets)
 
 
-def _call_text(tool: str, arguments: dict[str, Any]) -> str:
+def call_text(tool: str, arguments: dict[str, Any]) -> str:
     """A call as an attacker would spell it out: ``send_payment(to_iban="DE..", amount=480.0)``."""
     return f"{tool}({', '.join(f'{k}={json.dumps(v, ensure_ascii=False)}' for k, v in arguments.items())})"
 
