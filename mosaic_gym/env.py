@@ -34,7 +34,7 @@ from mosaic_gym.scenarios.predicates import Evidence
 from mosaic_gym.scenarios.suite import SUITES, Suite
 from mosaic_gym.scenarios.template import Kind, Template
 from mosaic_gym.spaces import UnicodeText
-from mosaic_gym.splits import SPLIT_CHOICES, TIER_CHOICES, SplitChoice, TierChoice
+from mosaic_gym.splits import SplitChoice, TierChoice, check_choices
 from mosaic_gym.tools import Tool, ToolResult, call_tool
 from mosaic_gym.world import JournalEntry
 
@@ -360,10 +360,7 @@ class ToolEnv(ProtocolEnv[Task]):
         protocol: ProtocolChoice = "text",
     ) -> None:
         self.suite = _suite(suite)
-        if split not in SPLIT_CHOICES:
-            raise ValueError(f"split must be 'train', 'heldout' or 'all', got {split!r}")
-        if tier not in TIER_CHOICES:
-            raise ValueError(f"tier must be 'starter', 'standard' or 'all', got {tier!r}")
+        check_choices(split, tier)
         super().__init__(self.suite.name, self.suite.tools(), max_steps, render_mode, protocol)
         templates = self.suite.templates(None if split == "all" else split, None if tier == "all" else tier)
         if tasks is not None:

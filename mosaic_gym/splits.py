@@ -19,3 +19,11 @@ TierChoice = Literal["starter", "standard", "all"]
 SPLITS: tuple[Split, ...] = typing.get_args(Split)
 SPLIT_CHOICES: tuple[SplitChoice, ...] = typing.get_args(SplitChoice)
 TIER_CHOICES: tuple[TierChoice, ...] = typing.get_args(TierChoice)
+
+
+def check_choices(split: str, tier: str) -> None:
+    """Fail fast on a split or tier an env cannot draw from, naming the choices."""
+    if split not in SPLIT_CHOICES:
+        raise ValueError(f"split must be one of {', '.join(SPLIT_CHOICES)}, got {split!r}")
+    if tier not in TIER_CHOICES:
+        raise ValueError(f"tier must be one of {', '.join(TIER_CHOICES)}, got {tier!r}")

@@ -31,7 +31,7 @@ from mosaic_gym.native import ProtocolChoice
 from mosaic_gym.outcome import Outcome
 from mosaic_gym.protocol import Action
 from mosaic_gym.scenarios.template import Kind
-from mosaic_gym.splits import SPLIT_CHOICES, TIER_CHOICES, SplitChoice, TierChoice
+from mosaic_gym.splits import SplitChoice, TierChoice, check_choices
 from mosaic_gym.tools import ToolResult
 from mosaic_gym.world import JournalEntry
 from mosaic_gym.world.generate import Draw
@@ -113,10 +113,7 @@ class AgentDojoEnv(ProtocolEnv[DojoTask]):
         attacks: list[str] | None = None,
     ) -> None:
         self.dojo = load_suite(suite)
-        if split not in SPLIT_CHOICES:
-            raise ValueError(f"split must be 'train', 'heldout' or 'all', got {split!r}")
-        if tier not in TIER_CHOICES:
-            raise ValueError(f"tier must be 'starter', 'standard' or 'all', got {tier!r}")
+        check_choices(split, tier)
         if tier == "starter":
             raise ValueError("AgentDojo's suites have no starter tier: their tasks are all standard")
         if not 0.0 <= injection_rate <= 1.0:
