@@ -376,10 +376,7 @@ class ToolEnv(ProtocolEnv[Task]):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
         super().reset(seed=seed)
-        options = options or {}
-        unknown = set(options) - RESET_OPTIONS
-        if unknown:
-            raise ValueError(f"unknown reset options {sorted(unknown)}; supported: {sorted(RESET_OPTIONS)}")
+        options = reset_options(options)
         if "task" in options:
             by_id = {t.id: t for t in self.templates}
             check_task_id(options["task"], by_id)
@@ -432,6 +429,15 @@ def _suite(suite: str | Suite) -> Suite:
     if suite not in SUITES:
         raise ValueError(f"unknown suite {suite!r}; built-in suites: {', '.join(SUITES)}")
     return SUITES[suite]
+
+
+def reset_options(options: dict[str, Any] | None) -> dict[str, Any]:
+    """The options of a ``reset``, every env's: a name it does not know is a mistake, not a no-op."""
+    options = options or {}
+    unknown = set(options) - RESET_OPTIONS
+    if unknown:
+        raise ValueError(f"unknown reset options {sorted(unknown)}; supported: {sorted(RESET_OPTIONS)}")
+    return options
 
 
 def check_task_id(task_id: object, by_id: dict[str, Any]) -> None:

@@ -26,7 +26,7 @@ from agentdojo.types import text_content_block_from_string
 from mosaic_gym.agentdojo import ground_truth
 from mosaic_gym.agentdojo.attacks import AGENTDOJO_ATTACKS, Attacker, check_attacks
 from mosaic_gym.agentdojo.suite import DojoTemplate, load_suite
-from mosaic_gym.env import Episode, ProtocolEnv, check_task_id
+from mosaic_gym.env import Episode, ProtocolEnv, check_task_id, reset_options
 from mosaic_gym.native import ProtocolChoice
 from mosaic_gym.outcome import Outcome
 from mosaic_gym.protocol import Action
@@ -40,7 +40,6 @@ from mosaic_gym.world.generate import Draw
 # naive agent's too (at most 4 injection calls, then 18 user-task calls, then the answer).
 MAX_STEPS = 24
 MIN_SPAN_CHARS = 20
-RESET_OPTIONS = frozenset({"task", "attack"})
 
 
 @dataclass
@@ -139,10 +138,7 @@ class AgentDojoEnv(ProtocolEnv[DojoTask]):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
         super().reset(seed=seed)
-        options = options or {}
-        unknown = set(options) - RESET_OPTIONS
-        if unknown:
-            raise ValueError(f"unknown reset options {sorted(unknown)}; supported: {sorted(RESET_OPTIONS)}")
+        options = reset_options(options)
         template = self._template(options.get("task"))
         user_task = self.dojo.user_tasks[template.user_task]
         attack, injections = self._attack(template, user_task, options.get("attack"))
