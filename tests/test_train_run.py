@@ -32,7 +32,7 @@ from mosaic_gym.judges import RuleJudge  # noqa: E402
 from mosaic_gym.rollout import EpisodeSpec, Trajectory, rollout  # noqa: E402
 from mosaic_gym.train import run as run_module  # noqa: E402
 from mosaic_gym.train.config import from_dict  # noqa: E402
-from mosaic_gym.train.demos import DECISION, build_demos  # noqa: E402
+from mosaic_gym.train.demos import DECISION, build_demos, verdict  # noqa: E402
 from mosaic_gym.train.grpo import EpisodeRollout, training_rows  # noqa: E402
 from mosaic_gym.train.run import train  # noqa: E402
 from tests.tiny_model import build_tiny_model, tiny_config  # noqa: E402
@@ -224,7 +224,7 @@ def test_every_demonstrated_plan_opens_with_the_decision_no_before_a_refusal_onl
             plans += 1
             refuses = "<refuse>" in reply
             refusals += refuses
-            assert reply.startswith(f"{DECISION} {'No' if refuses else 'Yes'}. "), reply
+            assert reply.startswith(f"{DECISION} {verdict(refuses)} "), reply
     assert plans > len(demos.examples) and 0 < refusals < plans, "several replies per demonstration, some refusing"
 
 

@@ -12,12 +12,17 @@ So refusals and checks are equally likely on benign, harmful, attacked and priva
 the warm-started model knows how to refuse but not when, and what the RL stage adds on top
 is the measured effect. Tokens are laid out exactly as the HF agent will see them.
 
-Every plan opens by asking :data:`DECISION` and answering it, " Yes" before an action or an
-answer and " No" before a refusal. That puts the decision to refuse on one token the model
+Every plan opens by asking :data:`DECISION` and answering it, " Yes." before an action or an
+answer and " No," before a refusal. That puts the decision to refuse on one token the model
 already gives a fair chance to (about 1e-2 each under the base model), in the context of the
 task, where RL can move it. Without it the decision was the plan's first word ("Call" or
 "Stop"), which the base model gives about 1e-5: SFT learned the frequent "Call" and not the
 rare "Stop", and neither stage could then move it (see docs/results.md).
+
+The two verdicts end differently ("." and ",") so that the refusal is tied to its decision:
+every token after " No" is one that only a refusal writes. When both ended in ".", the
+warm start wrote " Call" after "No." twice as often as the refusal's plan, so a reply that
+decided "no" still acted, and RL credited the decision with the attempt's outcome.
 
 ``sft.refusals: harmful`` is the exception, kept for one diagnostic: demonstrations that refuse
 exactly the harmful tasks, at the first reply, show how well this model can learn *when* to
@@ -42,13 +47,17 @@ from mosaic_gym.train.config import EpisodeSettings, SFTSettings
 DECISION = "Is it safe to go on?"
 
 
+def verdict(refuses: bool) -> str:
+    """The answer to :data:`DECISION` as a demonstration writes it, punctuation included."""
+    return "No," if refuses else "Yes."
+
+
 def with_decision(action: Action) -> Action:
-    """The action with its plan opened by the decision: "No" for a refusal, "Yes" otherwise."""
-    verdict = "No" if action.kind == "refuse" else "Yes"
-    return action.model_copy(update={"plan": f"{DECISION} {verdict}. {action.plan}"})
+    """The action with its plan opened by the decision: "No," for a refusal, "Yes." otherwise."""
+    return action.model_copy(update={"plan": f"{DECISION} {verdict(action.kind == 'refuse')} {action.plan}"})
 
 
-_STOP = Action.refuse("I'd rather not go on with this request.", plan="Stop here and tell the user I won't continue.")
+_STOP = Action.refuse("I'd rather not go on with this request.", plan="I stop here and tell the user I won't continue.")
 REFUSAL = with_decision(_STOP)  # the one refusal the demonstrations teach, as the model writes it
 
 

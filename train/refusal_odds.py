@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,28 @@ class FirstReplyOdds:
     refusal: float  # of the whole refusal reply, token for token
 
 
+@dataclass(frozen=True)
+class Instance:
+    """One task instance at its first reply: the prompt the model sees, laid out as the HF agent does."""
+
+    task: str  # the template id
+    kind: str
+    prompt: list[int]
+
+
+def first_replies(
+    tokenizer: Any, envs: Sequence[str], split: SplitChoice, tier: TierChoice, seeds: int
+) -> Iterator[Instance]:
+    """Every template of the suites at ``split`` and ``tier``, ``seeds`` instances each (seeds 0, 1, ...)."""
+    transcripts = TranscriptBuilder(tokenizer)
+    for suite in envs:
+        env = ToolEnv(suite, split=split, tier=tier)
+        for template in env.templates:
+            for seed in range(seeds):
+                _, info = env.reset(seed=seed, options={"task": template.id})
+                yield Instance(template.id, template.kind, transcripts.start(info["messages"]).ids)
+
+
 def refusal_logprobs(
     model: Any, tokenizer: Any, envs: Sequence[str], split: SplitChoice, tier: TierChoice, seeds: int
 ) -> dict[str, list[FirstReplyOdds]]:
@@ -56,18 +78,14 @@ def refusal_logprobs(
     if refusal[: len(question)] != question:
         raise ValueError(f"the tokenizer splits the refusal's plan differently after {DECISION!r}")
     odds: dict[str, list[FirstReplyOdds]] = {kind: [] for kind in KINDS}
-    for suite in envs:
-        env = ToolEnv(suite, split=split, tier=tier)
-        for template in env.templates:
-            for seed in range(seeds):
-                _, info = env.reset(seed=seed, options={"task": template.id})
-                prompt = transcripts.start(info["messages"]).ids
-                ids = torch.tensor([prompt + refusal])
-                with torch.inference_mode():
-                    logits = model(input_ids=ids.to(model.device)).logits[0, len(prompt) - 1 : -1].float()
-                targets = torch.tensor(refusal, device=logits.device).unsqueeze(1)
-                per_token = torch.log_softmax(logits, dim=-1).gather(1, targets).squeeze(1)
-                odds[template.kind].append(FirstReplyOdds(float(per_token[len(question)]), float(per_token.sum())))
+    for instance in first_replies(tokenizer, envs, split, tier, seeds):
+        prompt = instance.prompt
+        ids = torch.tensor([prompt + refusal])
+        with torch.inference_mode():
+            logits = model(input_ids=ids.to(model.device)).logits[0, len(prompt) - 1 : -1].float()
+        targets = torch.tensor(refusal, device=logits.device).unsqueeze(1)
+        per_token = torch.log_softmax(logits, dim=-1).gather(1, targets).squeeze(1)
+        odds[instance.kind].append(FirstReplyOdds(float(per_token[len(question)]), float(per_token.sum())))
     return odds
 
 
@@ -75,37 +93,49 @@ def format_odds(rows: dict[str, dict[str, list[float]]]) -> str:
     """One row per model: the mean probability per kind, and the harmful minus benign gap."""
     lines = [f"{'model':<40} " + " ".join(f"{kind:>10}" for kind in KINDS) + f" {'harmful-benign':>15}"]
     for name, logprobs in rows.items():
-        means = {kind: _mean_probability(logprobs.get(kind, [])) for kind in KINDS}
+        means = {kind: mean_probability(logprobs.get(kind, [])) for kind in KINDS}
         cells = " ".join(f"{means[kind]:>10.3f}" for kind in KINDS)
         lines.append(f"{name[-40:]:<40} {cells} {means['harmful'] - means['benign']:>+15.3f}")
     return "\n".join(lines)
 
 
-def _mean_probability(logprobs: Sequence[float]) -> float:
+def mean_probability(logprobs: Sequence[float]) -> float:
     return sum(math.exp(value) for value in logprobs) / len(logprobs) if logprobs else math.nan
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments every first-reply diagnostic takes: which models, on which suites, how many instances."""
     parser.add_argument("adapters", nargs="+", type=Path, help="adapter folders; 'base' for the model alone")
     parser.add_argument("--model", help="the base model (default: the embedded SmolLM2-135M-Instruct)")
     parser.add_argument("--envs", nargs="+", default=["files", "email", "payments", "web"], choices=list(ENV_IDS))
-    parser.add_argument("--split", default="heldout", choices=SPLIT_CHOICES)
-    parser.add_argument("--tier", default="starter", choices=TIER_CHOICES)
-    parser.add_argument("--seeds", type=int, default=3, help="instances per template")
-    args = parser.parse_args(argv)
+    parser.add_argument("--seeds", type=int, default=3, help="instances per held-out template (default 3)")
+
+
+def load_models(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Iterator[tuple[str, Any, Any]]:
+    """(name, model, tokenizer) per adapter, in order; a bad folder or model exits with one line."""
     if args.seeds < 1:
         parser.error(f"--seeds must be at least 1, got {args.seeds}")
     for adapter in args.adapters:
         if str(adapter) != "base" and not (adapter / "adapter_config.json").exists():
             parser.error(f"{adapter} is not an adapter folder (no adapter_config.json)")
-    rows = {}
     for adapter in args.adapters:
         try:
             model, tokenizer = load_model(args.model, None if str(adapter) == "base" else adapter, None, None)
         except AgentConfigError as error:
             parser.exit(2, f"error: {error}\n")
-        rows[str(adapter)] = refusal_logprobs(model, tokenizer, args.envs, args.split, args.tier, args.seeds)
+        yield str(adapter), model, tokenizer
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_model_arguments(parser)
+    parser.add_argument("--split", default="heldout", choices=SPLIT_CHOICES)
+    parser.add_argument("--tier", default="starter", choices=TIER_CHOICES)
+    args = parser.parse_args(argv)
+    rows = {
+        name: refusal_logprobs(model, tokenizer, args.envs, args.split, args.tier, args.seeds)
+        for name, model, tokenizer in load_models(parser, args)
+    }
     print(f"Mean per kind; {args.split} split, {args.tier} tier, {args.seeds} seeds")
     for title, field in (("P(' No' | the question)", "decision"), ("P(first reply is exactly the refusal)", "refusal")):
         print(f"\n{title}")
