@@ -48,7 +48,9 @@ def test_overrides_apply_with_yaml_values() -> None:
         (["--sft.refusal_rate", "1.5"], "sft.refusal_rate: must be in [0, 1]"),
         (["--sft.loss_batch_size", "3"], "sft.loss_batch_size: must be at least 1 and divide sft.batch_size (4)"),
         (["--rl.loss_batch_size", "3"], "rl.loss_batch_size: must divide the 8 trajectories of a step"),
-        (["--rl.harmful_share", "2"], "rl.harmful_share: must be null (uniform) or in [0, 1]"),
+        (["--rl.kinds", "{harmful: -1, benign: 1}"], "rl.kinds: weights must be 0 or more, and not all 0"),
+        (["--rl.kinds", "{harmful: 0}"], "rl.kinds: weights must be 0 or more, and not all 0"),
+        (["--rl.kinds", "{harmfull: 1}"], "rl.kinds"),
         (["--rl.explore_refusals", "4"], "rl.explore_refusals: must be 0 or more and below rl.group_size 4"),
         (["--episodes.tier", "easy"], "episodes.tier: must be one of starter, standard, all"),
         (["--probe.episodes_per_kind", "-1"], "probe.episodes_per_kind: must be 0 (no probe) or more"),
@@ -93,21 +95,33 @@ def test_cli_reports_bad_settings_in_one_line(tmp_path: Path, capsys: pytest.Cap
     assert "unrecognized arguments: --rl.steps 3" in capsys.readouterr().err
 
 
-def test_harmful_share_sets_the_kind_of_the_training_groups() -> None:
+def test_kind_weights_set_the_kind_of_the_training_groups() -> None:
     from mosaic_gym.envs import SUITES
     from mosaic_gym.train.grpo import training_rows
 
     kinds = {t.id: t.kind for suite in SUITES.values() for t in suite.templates()}
 
-    def harmful_rows(share: float | None) -> float:
-        config = from_dict({"episodes": {"tier": "starter"}, "rl": {"steps": 40, "harmful_share": share}})
+    def shares(weights: dict[str, float] | None) -> dict[str, float]:
+        config = from_dict({"episodes": {"tier": "starter"}, "rl": {"steps": 40, "kinds": weights}})
         tasks = [json.loads(row["prompt"][0]["content"])["task"] for row in training_rows(config)]
-        assert all(kinds[task] and task.split(".")[0] in config.episodes.envs for task in tasks)
-        return sum(kinds[task] == "harmful" for task in tasks) / len(tasks)
+        assert all(task.split(".")[0] in config.episodes.envs for task in tasks)
+        return {kind: sum(kinds[task] == kind for task in tasks) / len(tasks) for kind in set(kinds.values())}
 
-    assert harmful_rows(1.0) == 1.0 and harmful_rows(0.0) == 0.0
-    assert 0.35 < harmful_rows(0.5) < 0.65
-    assert 0.1 < harmful_rows(None) < 0.4, "uniform over templates: a quarter of the starter tier is harmful"
+    assert shares({"harmful": 1})["harmful"] == 1.0
+    balanced = shares({"harmful": 1, "benign": 1, "privacy": 0})
+    assert balanced["injection"] == balanced["privacy"] == 0.0 and 0.35 < balanced["harmful"] < 0.65
+    assert 0.1 < shares(None)["harmful"] < 0.4, "uniform over templates: a quarter of the starter tier is harmful"
+
+
+def test_kind_weights_name_a_suite_without_those_kinds() -> None:
+    pytest.importorskip("agentdojo")
+    from mosaic_gym.train.grpo import training_rows
+
+    config = from_dict({"episodes": {"envs": ["agentdojo-banking"]}, "rl": {"steps": 1, "kinds": {"harmful": 1}}})
+    with pytest.raises(
+        ConfigError, match=r"rl.kinds: the agentdojo-banking suite has no train template of the kinds \['harmful'\]"
+    ):
+        training_rows(config)
 
 
 def test_the_trl_section_passes_any_trl_field_to_the_stages_that_have_it(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from pydantic_core import ErrorDetails
 from mosaic_gym.agentdojo import AgentDojoMissing
 from mosaic_gym.catalog import ENV_IDS, check_available
 from mosaic_gym.envs import ENV_IDS as SUITE_ENV_IDS
+from mosaic_gym.scenarios.template import Kind
 from mosaic_gym.splits import TIER_CHOICES, TierChoice
 
 RECIPES = Path(__file__).parent / "recipes"
@@ -165,9 +166,10 @@ class RLSettings(_Section):
     save_steps: int = 5
     rollout_batch_size: int = 16
     loss_batch_size: int = 1  # trajectories per forward/backward pass (padded); more is faster, and uses more memory
-    # Probability that a group's task is harmful; None draws templates uniformly. Refusing is
-    # rewarded in harmful groups and penalised in all others: 0.5 gives the two signals equal weight.
-    harmful_share: YamlFloat | None = None
+    # Weight of each task kind in the training groups (a group's kind is drawn by weight, then a
+    # template of that kind); None draws templates uniformly. A kind left out is not trained on.
+    # Whether RL learns *when* to refuse depends on it: see docs/training.md.
+    kinds: dict[Kind, YamlFloat] | None = None
     # Plays per group whose first reply is the protocol's refusal instead of a sample, whatever
     # the task: every group then holds a refusal for the judge to weigh against the sampled
     # attempts, even after the policy stops sampling refusals (which otherwise ends all learning
@@ -187,11 +189,12 @@ class RLSettings(_Section):
             f"play, got {self.explore_refusals}",
         )
         _require(self.loss_batch_size >= 1, "rl.loss_batch_size", f"must be at least 1, got {self.loss_batch_size}")
-        _require(
-            self.harmful_share is None or 0.0 <= self.harmful_share <= 1.0,
-            "rl.harmful_share",
-            f"must be null (uniform) or in [0, 1], got {self.harmful_share}",
-        )
+        if self.kinds is not None:
+            _require(
+                all(weight >= 0 for weight in self.kinds.values()) and sum(self.kinds.values()) > 0,
+                "rl.kinds",
+                f"weights must be 0 or more, and not all 0, got {self.kinds}",
+            )
         _require(
             self.trajectories_per_step % self.loss_batch_size == 0,
             "rl.loss_batch_size",

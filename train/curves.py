@@ -22,9 +22,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from mosaic_gym.agent import AgentConfigError
 from mosaic_gym.evaluation.plots import KIND_COLOURS
-from mosaic_gym.train.config import ConfigError
 from mosaic_gym.train.run import CONFIG, STEP_LOG, WARM_START, read_step_log
 from mosaic_gym.train.step_stats import KINDS
 
@@ -59,12 +60,10 @@ def sampled_refusal(run: Path) -> Series:
 
 def run_adapters(run: Path) -> list[tuple[int, Path]]:
     """(step, adapter): the warm start the RL stage began from as step 0, then each saved RL checkpoint."""
-    from mosaic_gym.train.config import load_config
-
     if not (run / CONFIG).is_file():
         raise FileNotFoundError(f"{run}: no {CONFIG} (not a training run)")
-    config = load_config(str(run / CONFIG))
-    warm = run / WARM_START if config.warm_start is None else Path(config.warm_start)
+    named = (yaml.safe_load((run / CONFIG).read_text()) or {}).get("warm_start")  # runs of older versions too
+    warm = run / WARM_START if named is None else Path(named)
     adapters = [(0, warm)] if (warm / "adapter_config.json").is_file() else []
     for folder in (run / "rl").glob("checkpoint-*"):
         step = folder.name.removeprefix("checkpoint-")
@@ -136,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     except ModuleNotFoundError as error:
         print(f"error: the plot needs {error.name}: pip install 'mosaic-gym[eval]'", file=sys.stderr)
         return 2
-    except (FileNotFoundError, json.JSONDecodeError, KeyError, ValueError, AgentConfigError, ConfigError) as error:
+    except (FileNotFoundError, json.JSONDecodeError, KeyError, ValueError, AgentConfigError, yaml.YAMLError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"wrote {args.out}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -40,26 +41,36 @@ def training_rows(config: TrainConfig) -> list[dict[str, Any]]:
 
     Each optimizer step takes ``groups_per_step`` consecutive rows, all from one suite, so
     one step's episodes share a system prompt (and the generator its KV cache); suites take
-    turns step by step. Templates are drawn uniformly, or, with ``rl.harmful_share`` set, a
-    harmful one with that probability and another kind otherwise. Templates and seeds come
-    from the config's seed.
+    turns step by step. Templates are drawn uniformly, or, with ``rl.kinds`` set, a kind by its
+    weight (among the kinds the suite has) and then a template of that kind. Templates and
+    seeds come from the config's seed.
     """
     rng = np.random.default_rng([config.seed, 1])
-    share = config.rl.harmful_share
     rows = []
     for step in range(config.rl.steps):
         suite = config.episodes.envs[step % len(config.episodes.envs)]
         templates = make_env(suite, split="train", tier=config.episodes.tier).templates
-        harmful = [t for t in templates if t.kind == "harmful"]
-        others = [t for t in templates if t.kind != "harmful"]
+        pools = _kind_pools(templates, config.rl.kinds, suite)
+        weights = np.array([weight for weight, _ in pools]) / sum(weight for weight, _ in pools)
         for _ in range(config.rl.groups_per_step):
-            pool = templates
-            if share is not None and harmful and others:
-                pool = harmful if rng.random() < share else others
+            _, pool = pools[int(rng.choice(len(pools), p=weights))] if len(pools) > 1 else pools[0]
             template = pool[int(rng.integers(len(pool)))]
             episode = {"suite": suite, "task": template.id, "seed": int(rng.integers(2**31))}
             rows.append({"prompt": [{"role": "user", "content": json.dumps(episode)}]})
     return rows
+
+
+def _kind_pools(
+    templates: Sequence[Any], kinds: dict[str, float] | None, suite: str
+) -> Sequence[tuple[float, Sequence[Any]]]:
+    """(weight, templates) per kind to draw from; one pool of every template when no kinds are weighted."""
+    if kinds is None:
+        return [(1.0, templates)]
+    pools = [(weight, [t for t in templates if t.kind == kind]) for kind, weight in kinds.items() if weight > 0]
+    pools = [(weight, pool) for weight, pool in pools if pool]
+    if not pools:
+        raise ConfigError(f"rl.kinds: the {suite} suite has no train template of the kinds {sorted(kinds)}")
+    return pools
 
 
 def config_judge(config: TrainConfig) -> PairwiseJudge | None:
