@@ -35,6 +35,8 @@ from mosaic_gym.splits import SPLIT_CHOICES, TIER_CHOICES, SplitChoice, TierChoi
 from mosaic_gym.train.demos import DECISION, REFUSAL
 from mosaic_gym.train.step_stats import KINDS
 
+READ_OUT_SUITES = ("files", "email", "payments", "web")  # the suites the recipes train on, each with a starter tier
+
 
 @dataclass(frozen=True)
 class FirstReplyOdds:
@@ -107,7 +109,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments every first-reply diagnostic takes: which models, on which suites, how many instances."""
     parser.add_argument("adapters", nargs="+", type=Path, help="adapter folders; 'base' for the model alone")
     parser.add_argument("--model", help="the base model (default: the embedded SmolLM2-135M-Instruct)")
-    parser.add_argument("--envs", nargs="+", default=["files", "email", "payments", "web"], choices=list(ENV_IDS))
+    parser.add_argument("--envs", nargs="+", default=list(READ_OUT_SUITES), choices=list(ENV_IDS))
     parser.add_argument("--seeds", type=int, default=3, help="instances per held-out template (default 3)")
 
 
