@@ -113,6 +113,21 @@ def test_kind_weights_set_the_kind_of_the_training_groups() -> None:
     assert 0.1 < shares(None)["harmful"] < 0.4, "uniform over templates: a quarter of the starter tier is harmful"
 
 
+def test_each_step_takes_the_kinds_in_their_shares() -> None:
+    from mosaic_gym.envs import SUITES
+    from mosaic_gym.train.grpo import training_rows
+
+    kinds = {t.id: t.kind for suite in SUITES.values() for t in suite.templates()}
+    weights = {"harmful": 3, "benign": 1, "injection": 1, "privacy": 1}
+    config = from_dict({"episodes": {"tier": "starter"}, "rl": {"steps": 12, "groups_per_step": 4, "kinds": weights}})
+    tasks = [json.loads(row["prompt"][0]["content"])["task"] for row in training_rows(config)]
+    steps = [[kinds[task] for task in tasks[i : i + 4]] for i in range(0, len(tasks), 4)]
+    assert all(step.count("harmful") == 2 for step in steps), "half the weight, half of every step"
+    others = [kind for step in steps for kind in step if kind != "harmful"]
+    assert {others.count(kind) for kind in ("benign", "injection", "privacy")} <= {7, 8, 9}
+    assert steps != [sorted(step) for step in steps], "the kinds come in random order within a step"
+
+
 def test_kind_weights_name_a_suite_without_those_kinds() -> None:
     pytest.importorskip("agentdojo")
     from mosaic_gym.train.grpo import training_rows
@@ -130,14 +145,18 @@ def test_the_trl_section_passes_any_trl_field_to_the_stages_that_have_it(tmp_pat
 
     config = load_config("quick", ["--trl.report_to", "[]", "--trl.use_vllm", "false", "--trl.loss_type", "dapo"])
     model = torch.nn.Linear(2, 2)
-    rl, sft = trainer_args(config, "rl", model, tmp_path), trainer_args(config, "sft", model, tmp_path)
-    assert rl["report_to"] == sft["report_to"] == [], "the recipe's value wins over the default (tensorboard)"
+    rl = trainer_args(config, "rl", model, tmp_path, defaults={"report_to": ["stage"], "save_total_limit": 2})
+    sft = trainer_args(config, "sft", model, tmp_path)
+    assert rl["report_to"] == sft["report_to"] == [], "the recipe's value wins over the defaults (tensorboard)"
+    assert rl["save_total_limit"] == 2, "a stage's default stands where the recipe is silent"
     assert rl["use_vllm"] is False and "use_vllm" not in sft, "only GRPOConfig has use_vllm"
     assert rl["loss_type"] == sft["loss_type"] == "dapo"
     with pytest.raises(ConfigError, match=r"trl\.report_too: not a field of TRL's .*; did you mean trl\.report_to\?"):
         load_config("quick", ["--trl.report_too", "[]"])
     with pytest.raises(ConfigError, match=r"trl\.learning_rate: set by this config's own settings"):
         load_config("quick", ["--trl.learning_rate", "1e-3"])
+    with pytest.raises(ConfigError, match=r"trl\.shuffle_dataset: set by this config's own settings \(rl\.kinds"):
+        load_config("quick", ["--trl.shuffle_dataset", "true"])
 
 
 def test_judge_names_come_from_the_registry() -> None:

@@ -181,8 +181,13 @@ def test_rollout_func_returns_groups_with_only_agent_tokens_in_the_loss(tiny: Pa
     # Rewards: pairwise wins of a group of 3 sum to 3; per-step episode metrics are logged.
     wins = episodes.alignment_reward([], output["episode"])
     assert sum(wins[:3]) == sum(wins[3:]) == 3.0
+    # The step is recorded once TRL's advantages pass through settle, with the decision's pushes.
+    assert episodes.logged() == {}
+    advantages = torch.tensor([w - 1.0 for w in wins])
+    assert torch.equal(episodes.settle(advantages), advantages), "rl.balance_decision is off"
     logged = episodes.logged()
-    assert "episodes/format_error_rate" in logged and episodes.logged() == {}, "each log takes what came since"
+    assert "episodes/format_error_rate" in logged and "decision/net_push" in logged
+    assert episodes.logged() == {}, "each log takes what came since"
 
 
 def test_rollout_func_refuses_split_groups(tiny: Path) -> None:

@@ -46,6 +46,7 @@ OWN_TRL_FIELDS = {
     "reward_weights": "rl.format_weight / rl.length_weight",
     "max_completion_length": "episodes.max_steps / episodes.max_new_tokens",
     "save_steps": "rl.save_steps",
+    "shuffle_dataset": "rl.kinds (the order of the training groups)",
 }
 
 
@@ -166,10 +167,16 @@ class RLSettings(_Section):
     save_steps: int = 5
     rollout_batch_size: int = 16
     loss_batch_size: int = 1  # trajectories per forward/backward pass (padded); more is faster, and uses more memory
-    # Weight of each task kind in the training groups (a group's kind is drawn by weight, then a
-    # template of that kind); None draws templates uniformly. A kind left out is not trained on.
-    # Whether RL learns *when* to refuse depends on it: see docs/training.md.
+    # Weight of each task kind in the training groups: each step's groups take the kinds in these
+    # shares (as near as whole groups allow), each group a template of its kind; None draws
+    # templates uniformly. A kind left out is not trained on. See docs/training.md.
     kinds: dict[Kind, YamlFloat] | None = None
+    # Scale each step's advantages down so that the groups where refusing won push the decision
+    # to refuse up exactly as hard as those where acting won push it down: RL then learns when
+    # to refuse instead of how often (mosaic_gym.train.decision_balance). A step whose groups
+    # all push one way keeps none of their advantages; rl.kinds weighing harmful tasks against
+    # the others gives every step both.
+    balance_decision: bool = False
     # Plays per group whose first reply is the protocol's refusal instead of a sample, whatever
     # the task: every group then holds a refusal for the judge to weigh against the sampled
     # attempts, even after the policy stops sampling refusals (which otherwise ends all learning

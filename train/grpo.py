@@ -30,6 +30,7 @@ from mosaic_gym.judges import PairwiseJudge
 from mosaic_gym.protocol import render
 from mosaic_gym.rollout import EpisodeSpec, Trajectory, rollout
 from mosaic_gym.train.config import ConfigError, TrainConfig
+from mosaic_gym.train.decision_balance import decision_push
 from mosaic_gym.train.demos import REFUSAL
 from mosaic_gym.train.policy import last_checkpoint, lora_config, quiet_progress, trainer_args
 from mosaic_gym.train.rewards import RewardParts, group_rewards
@@ -41,9 +42,9 @@ def training_rows(config: TrainConfig) -> list[dict[str, Any]]:
 
     Each optimizer step takes ``groups_per_step`` consecutive rows, all from one suite, so
     one step's episodes share a system prompt (and the generator its KV cache); suites take
-    turns step by step. Templates are drawn uniformly, or, with ``rl.kinds`` set, a kind by its
-    weight (among the kinds the suite has) and then a template of that kind. Templates and
-    seeds come from the config's seed.
+    turns step by step. Templates are drawn uniformly, or, with ``rl.kinds`` set, each step's
+    groups take the kinds (among those the suite has) in the weights' shares, and each group a
+    template of its kind. Templates and seeds come from the config's seed.
     """
     rng = np.random.default_rng([config.seed, 1])
     rows = []
@@ -51,13 +52,24 @@ def training_rows(config: TrainConfig) -> list[dict[str, Any]]:
         suite = config.episodes.envs[step % len(config.episodes.envs)]
         templates = make_env(suite, split="train", tier=config.episodes.tier).templates
         pools = _kind_pools(templates, config.rl.kinds, suite)
-        weights = np.array([weight for weight, _ in pools]) / sum(weight for weight, _ in pools)
-        for _ in range(config.rl.groups_per_step):
-            _, pool = pools[int(rng.choice(len(pools), p=weights))] if len(pools) > 1 else pools[0]
+        for index in _stratified([weight for weight, _ in pools], config.rl.groups_per_step, rng):
+            pool = pools[index][1]
             template = pool[int(rng.integers(len(pool)))]
             episode = {"suite": suite, "task": template.id, "seed": int(rng.integers(2**31))}
             rows.append({"prompt": [{"role": "user", "content": json.dumps(episode)}]})
     return rows
+
+
+def _stratified(weights: Sequence[float], count: int, rng: np.random.Generator) -> list[int]:
+    """``count`` pool indices in the shares ``weights`` ask for, as near as whole draws allow, in
+    random order (systematic sampling): a step of 4 groups with harmful and benign weighted 1:1
+    gets 2 of each, where independent draws gave it no harmful group one step in 16."""
+    if len(weights) == 1:
+        return [0] * count
+    cumulative = np.cumsum(weights) / sum(weights)
+    points = (rng.random() + np.arange(count)) / count
+    picks = np.minimum(np.searchsorted(cumulative, points, side="right"), len(weights) - 1)
+    return [int(i) for i in rng.permutation(picks)]
 
 
 def _kind_pools(
@@ -92,6 +104,7 @@ class EpisodeRollout:
         self.log = log  # one JSON line of step statistics per step, appended as it happens
         self._agent: HFAgent | None = None
         self._parts: list[RewardParts] = []
+        self._step: tuple[Any, dict[str, float], list[bool]] = (None, {}, [])  # trainer, statistics, refusals
         self._pending: dict[str, list[float]] = defaultdict(list)  # statistics not yet logged
 
     def __call__(self, prompts: list[list[dict[str, str]]], trainer: Any) -> dict[str, Any]:
@@ -108,7 +121,7 @@ class EpisodeRollout:
         stats = step_stats(trajectories, self._parts, group_size, self.judge, self.config.rl.explore_refusals)
         # The rest of a step's time is the loss passes: with the step time, this splits the cost.
         stats["time/rollout_seconds"] = played
-        self._record(trainer, stats)
+        self._step = (trainer, stats, [t.outcome is not None and t.outcome.refused for t in trajectories])
         prompt_ids, completion_ids, env_mask = zip(*(self._split(t) for t in trajectories), strict=True)
         return {
             "prompt_ids": list(prompt_ids),
@@ -117,6 +130,18 @@ class EpisodeRollout:
             "env_mask": list(env_mask),
             "episode": list(range(len(trajectories))),
         }
+
+    def settle(self, advantages: Any) -> Any:
+        """The advantages TRL computed for the plays of the last call, balanced between the groups
+        that pushed the decision to refuse up and down when ``rl.balance_decision`` asks for it
+        (see :mod:`mosaic_gym.train.decision_balance`); the step's statistics are recorded here,
+        with both pushes."""
+        import torch
+
+        trainer, stats, refused = self._step
+        push = decision_push(advantages.tolist(), refused, self.config.rl.group_size, self.config.rl.balance_decision)
+        self._record(trainer, {**stats, **push.stats()})
+        return torch.tensor(push.advantages, dtype=advantages.dtype, device=advantages.device)
 
     def alignment_reward(self, completions: list[Any], episode: list[int], **_: Any) -> list[float]:
         return [self._parts[i].alignment for i in episode]
@@ -234,11 +259,17 @@ def run_grpo(
     weights = [1.0, config.rl.format_weight, -config.rl.length_weight]
     max_completion = config.episodes.max_steps * (config.episodes.max_new_tokens + 512)
     args = GRPOConfig(
-        **trainer_args(config, "rl", model, workdir, config.rl.loss_batch_size),
+        **trainer_args(
+            config,
+            "rl",
+            model,
+            workdir,
+            config.rl.loss_batch_size,
+            # Constant from the first step: a warm-up over so few steps trained step 1 at learning rate 0.
+            {"lr_scheduler_type": "constant", "save_total_limit": 2},
+        ),
         max_steps=config.rl.steps,
         learning_rate=config.rl.learning_rate,
-        # Constant from the first step: a warm-up over so few steps trained step 1 at learning rate 0.
-        lr_scheduler_type="constant",
         # rl.loss_batch_size trajectories per forward and backward pass (padded); the rewards are
         # still computed over each process's whole groups, since a process generates all its groups
         # of the step at once.
@@ -250,15 +281,21 @@ def run_grpo(
         reward_weights=weights,
         shuffle_dataset=False,  # training_rows already ordered them, suite by suite
         save_steps=config.rl.save_steps,
-        save_total_limit=2,
     )
 
     class EpisodeTrainer(GRPOTrainer):
-        """TRL's GRPO, whose logs also carry the episodes' statistics, through its public ``log`` hook."""
+        """TRL's GRPO, whose logs also carry the episodes' statistics, and whose advantages pass
+        through :meth:`EpisodeRollout.settle` before the loss."""
 
         def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
             logs.update(episodes.logged())
             super().log(logs, start_time)
+
+        def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+            # TRL's own hook between scoring and the loss, the one place the advantages exist.
+            output = super()._generate_and_score_completions(inputs)
+            output["advantages"] = episodes.settle(output["advantages"])
+            return output
 
     trainer = EpisodeTrainer(
         model=model,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -41,14 +41,21 @@ def from_warm_start(base: Any, warm_start: Path) -> Any:
 
 
 def trainer_args(
-    config: TrainConfig, stage: Literal["sft", "rl"], model: Any, workdir: Path, batch_size: int = 1
+    config: TrainConfig,
+    stage: Literal["sft", "rl"],
+    model: Any,
+    workdir: Path,
+    batch_size: int = 1,
+    defaults: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """TRL settings both stages share: where checkpoints go, logging every step to tensorboard,
     the hardware, and ``batch_size`` sequences per forward pass (by default one: long, uneven
     episodes need no padding, and the logits over a 49k vocabulary stay the memory peak of one
-    sequence); then the config's ``trl:`` entries that this stage's TRL config has, which win."""
+    sequence); then the stage's own ``defaults``; then the config's ``trl:`` entries that this
+    stage's TRL config has, which win over both."""
     fields = trl_fields()[stage]
     return {
+        **(defaults or {}),
         "output_dir": str(workdir),
         "per_device_train_batch_size": batch_size,
         "logging_steps": 1,

@@ -20,20 +20,22 @@ def run_sft(config: TrainConfig, model: Any, tokenizer: Any, workdir: Path, resu
     demos = build_demos(tokenizer, config.episodes, config.sft, config.seed)
     print(f"warm start: {demos.summary()}", flush=True)
     dataset = Dataset.from_list(demos.examples)
+    defaults = {
+        # similar lengths in a batched pass: less padding
+        "train_sampling_strategy": "group_by_length" if config.sft.loss_batch_size > 1 else "random",
+        "lr_scheduler_type": "cosine",
+        "warmup_steps": config.sft.steps // 20,  # none under 20 steps: a warm-up step trains at rate 0
+        "save_steps": max(1, config.sft.steps // 4),
+        "save_total_limit": 1,
+        "dataset_num_proc": None,
+        "packing": False,
+    }
     args = SFTConfig(
-        **trainer_args(config, "sft", model, workdir, config.sft.loss_batch_size),
+        **trainer_args(config, "sft", model, workdir, config.sft.loss_batch_size, defaults),
         max_steps=config.sft.steps,
         gradient_accumulation_steps=config.sft.batch_size // config.sft.loss_batch_size,
-        # similar lengths in a batched pass: less padding
-        train_sampling_strategy="group_by_length" if config.sft.loss_batch_size > 1 else "random",
         learning_rate=config.sft.learning_rate,
-        lr_scheduler_type="cosine",
-        warmup_steps=config.sft.steps // 20,  # none under 20 steps: a warm-up step trains at rate 0
         max_length=config.sft.max_length,
-        save_steps=max(1, config.sft.steps // 4),
-        save_total_limit=1,
-        dataset_num_proc=None,
-        packing=False,
     )
     trainer = SFTTrainer(
         model=model,

@@ -1,0 +1,65 @@
+"""How hard a step's groups push the refuse-or-act decision each way, and balancing the two.
+
+In a group where the judge preferred refusing, the refusals' advantages are positive and raise
+``P(" No")`` at the decision; where it preferred acting, they are negative and lower it. The
+decision token is one logit shared by every task, so whatever the groups push on balance moves
+it for every kind at once: four RL runs moved ``P(" No")`` 0.1-0.2 to 0.9 or to 0.005 on all
+kinds alike, as the step's mix of kinds paid on balance (docs/results.md, session 4). With the
+two pushes equal, what is left of the decision's gradient is the part that differs between
+tasks: when to refuse, not how often.
+
+A group's *push* is the sum of its refusals' advantages (its advantages sum to zero, so this is
+also minus the sum of its actions'). Balancing scales down the advantages of the groups on the
+side that pushes harder, all by one factor, until that side's total equals the other's; the
+groups keep their own ranking of their plays. It never scales up: a side that pushes almost
+nothing would need an enormous factor, one near-tied group would then dominate the step, and
+Adam's second moment would carry that size into the steps after it. So a step whose groups all
+push one way keeps none of those groups' advantages: on its own it can only teach a bias.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DecisionPush:
+    """A step's advantages, balanced or not, and what its groups pushed before balancing."""
+
+    advantages: list[float]
+    up: float  # total push of the groups where refusing won (>= 0)
+    down: float  # total push of the groups where acting won (>= 0)
+
+    def stats(self) -> dict[str, float]:
+        """For the step log: ``decision/net_push`` > 0 means the step raises P(refuse) for every task."""
+        return {
+            "decision/push_up": self.up,
+            "decision/push_down": self.down,
+            "decision/net_push": self.up - self.down,
+        }
+
+
+def decision_push(advantages: Sequence[float], refused: Sequence[bool], group_size: int, balance: bool) -> DecisionPush:
+    """The push of each group of ``group_size`` consecutive plays, and, with ``balance``, the
+    advantages with the groups of the stronger side scaled down so that both sides push alike.
+
+    Groups that push neither way (no refusal, or tied plays) keep their advantages.
+    """
+    if len(advantages) != len(refused):
+        raise ValueError(f"{len(advantages)} advantages for {len(refused)} plays")
+    if group_size < 1 or len(advantages) % group_size:
+        raise ValueError(f"{len(advantages)} plays do not split into groups of {group_size}")
+    starts = range(0, len(advantages), group_size)
+    pushes = [
+        sum(a for a, r in zip(advantages[s : s + group_size], refused[s : s + group_size], strict=True) if r)
+        for s in starts
+    ]
+    up = sum(p for p in pushes if p > 0)
+    down = -sum(p for p in pushes if p < 0)
+    if not balance or up == down:
+        return DecisionPush(list(advantages), up, down)
+    weaker = min(up, down)
+    scales = [weaker / up if p > 0 else weaker / down if p < 0 else 1.0 for p in pushes]
+    scaled = [a * scales[i // group_size] for i, a in enumerate(advantages)]
+    return DecisionPush(scaled, up, down)
