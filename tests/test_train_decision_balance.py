@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mosaic_gym.train.decision_balance import decision_push
+from mosaic_gym.train.decision_balance import decision_positions, decision_push, weigh_decisions
 
 # Two groups of 3: in the first the refusal won (push +2), in the second both refusals lost
 # (push -0.5 - 0.5 = -1). Unbalanced, the step raises P(refuse) for every task by a net +1.
@@ -48,3 +48,21 @@ def test_mismatched_inputs_are_named() -> None:
         decision_push(ADVANTAGES, REFUSED[:5], group_size=3, balance=True)
     with pytest.raises(ValueError, match="6 plays do not split into groups of 4"):
         decision_push(ADVANTAGES, REFUSED, group_size=4, balance=True)
+
+
+def test_the_decision_is_the_token_after_the_question_in_the_plays_own_replies() -> None:
+    question = [7, 8]
+    ids = [7, 8, 1, 5, 7, 8, 2, 9, 7, 8]
+    mask = [1, 1, 1, 1, 0, 0, 0, 1, 1, 1]
+    # The second question is inside a tool output (mask 0); the last has no token after it.
+    assert decision_positions(ids, mask, question) == [2]
+    assert decision_positions([*ids, 3], [*mask, 1], question) == [2, 10]
+    with pytest.raises(ValueError, match="no tokens"):
+        decision_positions(ids, mask, [])
+
+
+def test_decision_tokens_carry_the_weight_and_every_other_token_the_plays_advantage() -> None:
+    rows = weigh_decisions([1.0, -0.5], [[2], [0, 9]], width=4, weight=10.0)
+    assert rows == [[1.0, 1.0, 10.0, 1.0], [-5.0, -0.5, -0.5, -0.5]], "a decision past the width is cut with it"
+    with pytest.raises(ValueError, match="2 advantages for the decisions of 1 plays"):
+        weigh_decisions([1.0, -0.5], [[2]], width=4, weight=10.0)

@@ -32,6 +32,7 @@ from mosaic_gym.judges import RuleJudge  # noqa: E402
 from mosaic_gym.rollout import EpisodeSpec, Trajectory, rollout  # noqa: E402
 from mosaic_gym.train import run as run_module  # noqa: E402
 from mosaic_gym.train.config import from_dict  # noqa: E402
+from mosaic_gym.train.decision_balance import decision_push  # noqa: E402
 from mosaic_gym.train.demos import DECISION, build_demos, verdict  # noqa: E402
 from mosaic_gym.train.grpo import EpisodeRollout, training_rows  # noqa: E402
 from mosaic_gym.train.run import train  # noqa: E402
@@ -85,7 +86,9 @@ def test_train_interrupt_resume_and_final_adapter(
 ) -> None:
     out = tmp_path / "run"
     # Gibberish trajectories tie on every outcome; an arbitrary but decisive judge gives groups a signal.
-    config = tiny_config(tiny, beta=0.02, explore_refusals=1, judge=first_reply_judge)
+    # The decision token weighs 5 times another token: per-token advantages through TRL's loss.
+    decision = {"decision_weight": 5.0}
+    config = tiny_config(tiny, beta=0.02, explore_refusals=1, judge=first_reply_judge, **decision)
     with monkeypatch.context() as patch:
         patch.setattr(run_module.StepTimer, "callback", lambda self: _StopBeforeStep(1))
         with pytest.raises(KeyboardInterrupt):
@@ -96,7 +99,7 @@ def test_train_interrupt_resume_and_final_adapter(
         train(config, out)
     with pytest.raises(run_module.ConfigError, match=r"settings that differ .*: rl\.learning_rate"):
         train(
-            tiny_config(tiny, beta=0.02, explore_refusals=1, judge=first_reply_judge, learning_rate=1e-3),
+            tiny_config(tiny, beta=0.02, explore_refusals=1, judge=first_reply_judge, learning_rate=1e-3, **decision),
             out,
             resume=True,
         )
@@ -123,6 +126,8 @@ def test_train_interrupt_resume_and_final_adapter(
     # The step statistics reach summary.json, one record per step, the interrupted step included.
     steps = summary["rl"]["steps"]
     assert [s["step"] for s in steps] == [1, 2] and all("groups/contrastive_share" in s for s in steps)
+    assert all(s["decision/per_play"] >= 0.25 for s in steps), "the forced refusal's decision, one per group of 4"
+    assert all("decision/net_push" in s for s in steps)
     probe = summary["warm_start_probe"]
     assert set(probe) == {"train", "heldout"} and all(cell["episodes"] == 1 for cell in probe["train"].values())
     assert any((out / "tensorboard" / "rl").rglob("events.out.tfevents.*"))
@@ -184,10 +189,16 @@ def test_rollout_func_returns_groups_with_only_agent_tokens_in_the_loss(tiny: Pa
     # The step is recorded once TRL's advantages pass through settle, with the decision's pushes.
     assert episodes.logged() == {}
     advantages = torch.tensor([w - 1.0 for w in wins])
-    assert torch.equal(episodes.settle(advantages), advantages), "rl.balance_decision is off"
+    width = max(map(len, output["completion_ids"]))
+    assert torch.equal(episodes.settle(advantages, width), advantages), "rl.balance_decision is off"
     logged = episodes.logged()
     assert "episodes/format_error_rate" in logged and "decision/net_push" in logged
     assert episodes.logged() == {}, "each log takes what came since"
+    # Balanced and weighted, the same plays' advantages become one row of tokens per play.
+    config.rl.balance_decision, config.rl.decision_weight = True, 3.0
+    rows = episodes.settle(advantages, width)
+    balanced = decision_push(advantages.tolist(), episodes._step.refused, 3, balance=True).advantages
+    assert rows.shape == (len(prompts), width) and rows[:, 0].tolist() == pytest.approx(balanced)
 
 
 def test_rollout_func_refuses_split_groups(tiny: Path) -> None:

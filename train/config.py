@@ -177,6 +177,9 @@ class RLSettings(_Section):
     # all push one way keeps none of their advantages; rl.kinds weighing harmful tasks against
     # the others gives every step both.
     balance_decision: bool = False
+    # The weight of the decision token (the answer to "Is it safe to go on?") in the loss, against
+    # 1 for every other token of a play: a reply holds one decision in a few hundred tokens.
+    decision_weight: YamlFloat = 1.0
     # Plays per group whose first reply is the protocol's refusal instead of a sample, whatever
     # the task: every group then holds a refusal for the judge to weigh against the sampled
     # attempts, even after the policy stops sampling refusals (which otherwise ends all learning
@@ -212,6 +215,7 @@ class RLSettings(_Section):
         _require(self.temperature > 0, "rl.temperature", "must be positive: greedy decoding makes a group identical")
         _require(0 < self.top_p <= 1, "rl.top_p", f"must be in (0, 1], got {self.top_p}")
         self._check_judge()
+        _require(self.decision_weight > 0, "rl.decision_weight", f"must be positive, got {self.decision_weight}")
         _require(self.format_weight >= 0, "rl.format_weight", "must be 0 or more")
         _require(self.length_budget >= 1, "rl.length_budget", "must be at least 1 token")
         _require(self.length_weight >= 0, "rl.length_weight", "must be 0 or more")

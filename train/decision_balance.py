@@ -15,6 +15,9 @@ groups keep their own ranking of their plays. It never scales up: a side that pu
 nothing would need an enormous factor, one near-tied group would then dominate the step, and
 Adam's second moment would carry that size into the steps after it. So a step whose groups all
 push one way keeps none of those groups' advantages: on its own it can only teach a bias.
+
+The decision is one token in a reply of a few hundred, so in a play's loss it weighs little
+beside what the play wrote after it. ``weigh_decisions`` gives it more (``rl.decision_weight``).
 """
 
 from __future__ import annotations
@@ -63,3 +66,36 @@ def decision_push(advantages: Sequence[float], refused: Sequence[bool], group_si
     scales = [weaker / up if p > 0 else weaker / down if p < 0 else 1.0 for p in pushes]
     scaled = [a * scales[i // group_size] for i, a in enumerate(advantages)]
     return DecisionPush(scaled, up, down)
+
+
+def decision_positions(ids: Sequence[int], mask: Sequence[int], question: Sequence[int]) -> list[int]:
+    """Where the decision is written in one play's tokens: the token right after each occurrence of
+    ``question`` (the tokens of the reply's opening ``<think>`` and the decision question), when the
+    play wrote that token itself (``mask`` 1); tool outputs that quote the question do not count."""
+    width = len(question)
+    if not width:
+        raise ValueError("the decision question has no tokens")
+    target = list(question)
+    return [
+        start + width
+        for start in range(len(ids) - width)
+        if mask[start + width] and list(ids[start : start + width]) == target
+    ]
+
+
+def weigh_decisions(
+    advantages: Sequence[float], positions: Sequence[Sequence[int]], width: int, weight: float
+) -> list[list[float]]:
+    """Per-token advantages, ``width`` tokens per play: each play's advantage on every token, times
+    ``weight`` on its decision tokens. A reply of a few hundred tokens holds one decision, so the
+    decision otherwise gets a few hundredths of what a play's advantage teaches."""
+    if len(advantages) != len(positions):
+        raise ValueError(f"{len(advantages)} advantages for the decisions of {len(positions)} plays")
+    rows = []
+    for advantage, decisions in zip(advantages, positions, strict=True):
+        row = [advantage] * width
+        for position in decisions:
+            if position < width:
+                row[position] = advantage * weight
+        rows.append(row)
+    return rows

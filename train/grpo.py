@@ -15,7 +15,7 @@ import json
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +30,8 @@ from mosaic_gym.judges import PairwiseJudge
 from mosaic_gym.protocol import render
 from mosaic_gym.rollout import EpisodeSpec, Trajectory, rollout
 from mosaic_gym.train.config import ConfigError, TrainConfig
-from mosaic_gym.train.decision_balance import decision_push
-from mosaic_gym.train.demos import REFUSAL
+from mosaic_gym.train.decision_balance import decision_positions, decision_push, weigh_decisions
+from mosaic_gym.train.demos import DECISION, REFUSAL
 from mosaic_gym.train.policy import last_checkpoint, lora_config, quiet_progress, trainer_args
 from mosaic_gym.train.rewards import RewardParts, group_rewards
 from mosaic_gym.train.step_stats import step_stats
@@ -92,6 +92,16 @@ def config_judge(config: TrainConfig) -> PairwiseJudge | None:
     return make_judge(config.rl.judge, JudgeOptions(config.rl.judge_model, config.rl.judge_base_url))
 
 
+@dataclass(frozen=True)
+class _Step:
+    """What a step's rollout leaves for :meth:`EpisodeRollout.settle`, once TRL has the advantages."""
+
+    trainer: Any
+    stats: dict[str, float]
+    refused: list[bool]  # per play
+    decisions: list[list[int]]  # per play, the completion positions of its decision tokens
+
+
 class EpisodeRollout:
     """The ``rollout_func`` and the reward functions, sharing the episodes of the current batch."""
 
@@ -104,7 +114,7 @@ class EpisodeRollout:
         self.log = log  # one JSON line of step statistics per step, appended as it happens
         self._agent: HFAgent | None = None
         self._parts: list[RewardParts] = []
-        self._step: tuple[Any, dict[str, float], list[bool]] = (None, {}, [])  # trainer, statistics, refusals
+        self._step = _Step(None, {}, [], [])
         self._pending: dict[str, list[float]] = defaultdict(list)  # statistics not yet logged
 
     def __call__(self, prompts: list[list[dict[str, str]]], trainer: Any) -> dict[str, Any]:
@@ -121,8 +131,14 @@ class EpisodeRollout:
         stats = step_stats(trajectories, self._parts, group_size, self.judge, self.config.rl.explore_refusals)
         # The rest of a step's time is the loss passes: with the step time, this splits the cost.
         stats["time/rollout_seconds"] = played
-        self._step = (trainer, stats, [t.outcome is not None and t.outcome.refused for t in trajectories])
         prompt_ids, completion_ids, env_mask = zip(*(self._split(t) for t in trajectories), strict=True)
+        question = TranscriptBuilder(self.tokenizer).tokens(f"<think>{DECISION}")
+        decisions = [
+            decision_positions(ids, mask, question) for ids, mask in zip(completion_ids, env_mask, strict=True)
+        ]
+        stats["decision/per_play"] = sum(map(len, decisions)) / len(decisions)
+        refused = [t.outcome is not None and t.outcome.refused for t in trajectories]
+        self._step = _Step(trainer, stats, refused, decisions)
         return {
             "prompt_ids": list(prompt_ids),
             "completion_ids": list(completion_ids),
@@ -131,17 +147,22 @@ class EpisodeRollout:
             "episode": list(range(len(trajectories))),
         }
 
-    def settle(self, advantages: Any) -> Any:
+    def settle(self, advantages: Any, width: int) -> Any:
         """The advantages TRL computed for the plays of the last call, balanced between the groups
-        that pushed the decision to refuse up and down when ``rl.balance_decision`` asks for it
-        (see :mod:`mosaic_gym.train.decision_balance`); the step's statistics are recorded here,
-        with both pushes."""
+        that pushed the decision to refuse up and down when ``rl.balance_decision`` asks for it,
+        and per token (``width`` completion tokens per play) with ``rl.decision_weight`` on the
+        decision tokens (see :mod:`mosaic_gym.train.decision_balance`). The step's statistics are
+        recorded here, with both pushes."""
         import torch
 
-        trainer, stats, refused = self._step
-        push = decision_push(advantages.tolist(), refused, self.config.rl.group_size, self.config.rl.balance_decision)
-        self._record(trainer, {**stats, **push.stats()})
-        return torch.tensor(push.advantages, dtype=advantages.dtype, device=advantages.device)
+        step = self._step
+        rl = self.config.rl
+        push = decision_push(advantages.tolist(), step.refused, rl.group_size, rl.balance_decision)
+        self._record(step.trainer, {**step.stats, **push.stats()})
+        balanced: list[Any] = push.advantages
+        if rl.decision_weight != 1.0:
+            balanced = weigh_decisions(push.advantages, step.decisions, width, rl.decision_weight)
+        return torch.tensor(balanced, dtype=advantages.dtype, device=advantages.device)
 
     def alignment_reward(self, completions: list[Any], episode: list[int], **_: Any) -> list[float]:
         return [self._parts[i].alignment for i in episode]
@@ -294,7 +315,7 @@ def run_grpo(
         def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
             # TRL's own hook between scoring and the loss, the one place the advantages exist.
             output = super()._generate_and_score_completions(inputs)
-            output["advantages"] = episodes.settle(output["advantages"])
+            output["advantages"] = episodes.settle(output["advantages"], output["completion_ids"].size(1))
             return output
 
     trainer = EpisodeTrainer(
