@@ -31,8 +31,9 @@ from mosaic_gym.protocol import render
 from mosaic_gym.rollout import EpisodeSpec, Trajectory, rollout
 from mosaic_gym.train.config import ConfigError, TrainConfig
 from mosaic_gym.train.decision_balance import decision_positions, decision_push, weigh_decisions
-from mosaic_gym.train.demos import DECISION, REFUSAL
+from mosaic_gym.train.demos import REFUSAL
 from mosaic_gym.train.policy import last_checkpoint, lora_config, quiet_progress, trainer_args
+from mosaic_gym.train.refusal_odds import decision_tokens
 from mosaic_gym.train.rewards import RewardParts, group_rewards
 from mosaic_gym.train.step_stats import step_stats
 
@@ -132,7 +133,7 @@ class EpisodeRollout:
         # The rest of a step's time is the loss passes: with the step time, this splits the cost.
         stats["time/rollout_seconds"] = played
         prompt_ids, completion_ids, env_mask = zip(*(self._split(t) for t in trajectories), strict=True)
-        question = TranscriptBuilder(self.tokenizer).tokens(f"<think>{DECISION}")
+        question, _ = decision_tokens(self.tokenizer)
         decisions = [
             decision_positions(ids, mask, question) for ids, mask in zip(completion_ids, env_mask, strict=True)
         ]

@@ -68,17 +68,24 @@ def first_replies(
                 yield Instance(template.id, template.kind, transcripts.start(info["messages"]).ids)
 
 
+def decision_tokens(tokenizer: Any) -> tuple[list[int], list[int]]:
+    """The ids of a reply's opening up to the decision (``<think>`` and :data:`DECISION`), and
+    of the demonstrations' whole refusal, which starts with them: its next token is " No"."""
+    transcripts = TranscriptBuilder(tokenizer)
+    question = transcripts.tokens(f"<think>{DECISION}")
+    refusal = transcripts.tokens(render(REFUSAL))
+    if refusal[: len(question)] != question or len(refusal) == len(question):
+        raise ValueError(f"the tokenizer splits the refusal's plan differently after {DECISION!r}")
+    return question, refusal
+
+
 def refusal_logprobs(
     model: Any, tokenizer: Any, envs: Sequence[str], split: SplitChoice, tier: TierChoice, seeds: int
 ) -> dict[str, list[FirstReplyOdds]]:
     """Per kind, the odds of the decision and of the whole refusal at the first reply of each instance."""
     import torch
 
-    transcripts = TranscriptBuilder(tokenizer)
-    refusal = transcripts.tokens(render(REFUSAL))
-    question = transcripts.tokens(f"<think>{DECISION}")
-    if refusal[: len(question)] != question:
-        raise ValueError(f"the tokenizer splits the refusal's plan differently after {DECISION!r}")
+    question, refusal = decision_tokens(tokenizer)
     odds: dict[str, list[FirstReplyOdds]] = {kind: [] for kind in KINDS}
     for instance in first_replies(tokenizer, envs, split, tier, seeds):
         prompt = instance.prompt
@@ -110,13 +117,19 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("adapters", nargs="+", type=Path, help="adapter folders; 'base' for the model alone")
     parser.add_argument("--model", help="the base model (default: the embedded SmolLM2-135M-Instruct)")
     parser.add_argument("--envs", nargs="+", default=list(READ_OUT_SUITES), choices=list(ENV_IDS))
-    parser.add_argument("--seeds", type=int, default=3, help="instances per held-out template (default 3)")
+    parser.add_argument("--seeds", type=_at_least_one, default=3, help="instances per held-out template (default 3)")
+
+
+def _at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def load_models(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Iterator[tuple[str, Any, Any]]:
-    """(name, model, tokenizer) per adapter, in order; a bad folder or model exits with one line."""
-    if args.seeds < 1:
-        parser.error(f"--seeds must be at least 1, got {args.seeds}")
+    """(name, model, tokenizer) per ``args.adapters``, in order, on ``args.model``; a bad folder or
+    model exits with one line."""
     for adapter in args.adapters:
         if str(adapter) != "base" and not (adapter / "adapter_config.json").exists():
             parser.error(f"{adapter} is not an adapter folder (no adapter_config.json)")
