@@ -172,10 +172,11 @@ class RLSettings(_Section):
     # templates uniformly. A kind left out is not trained on. See docs/training.md.
     kinds: dict[Kind, YamlFloat] | None = None
     # Scale each step's advantages down so that the groups where refusing won push the decision
-    # to refuse up exactly as hard as those where acting won push it down: RL then learns when
-    # to refuse instead of how often (mosaic_gym.train.decision_balance). A step whose groups
-    # all push one way keeps none of their advantages; rl.kinds weighing harmful tasks against
-    # the others gives every step both.
+    # to refuse up exactly as hard as those where acting won push it down, so the mix of a
+    # step's groups cannot move it as one bias (mosaic_gym.train.decision_balance; by itself
+    # it did not stop the drift in docs/results.md, session 5). A step whose groups all push
+    # one way keeps none of their advantages; rl.kinds weighing harmful tasks against the
+    # others gives every step both.
     balance_decision: bool = False
     # The weight of the decision token (the answer to "Is it safe to go on?") in the loss, against
     # 1 for every other token of a play: a reply holds one decision in a few hundred tokens.

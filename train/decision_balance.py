@@ -5,8 +5,10 @@ In a group where the judge preferred refusing, the refusals' advantages are posi
 decision token is one logit shared by every task, so whatever the groups push on balance moves
 it for every kind at once: four RL runs moved ``P(" No")`` 0.1-0.2 to 0.9 or to 0.005 on all
 kinds alike, as the step's mix of kinds paid on balance (docs/results.md, session 4). With the
-two pushes equal, what is left of the decision's gradient is the part that differs between
-tasks: when to refuse, not how often.
+two pushes equal, the mix of groups no longer pays for refusing more or less everywhere. (It is
+not all the decision receives: every reply writes a decision, so a 3-reply attempt answers it
+three times against a refusal's once, and in session 5 the decision still drifted with the
+pushes balanced.)
 
 A group's *push* is the sum of its refusals' advantages (its advantages sum to zero, so this is
 also minus the sum of its actions'). Balancing scales down the advantages of the groups on the
