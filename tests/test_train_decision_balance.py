@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from mosaic_gym.train.decision_balance import decision_positions, decision_push, weigh_decisions
+from mosaic_gym.train.decision_balance import (
+    decision_positions,
+    decision_push,
+    decisions_before_refusal,
+    weigh_decisions,
+)
 
 # Two groups of 3: in the first the refusal won (push +2), in the second both refusals lost
 # (push -0.5 - 0.5 = -1). Unbalanced, the step raises P(refuse) for every task by a net +1.
@@ -66,3 +71,12 @@ def test_decision_tokens_carry_the_weight_and_every_other_token_the_plays_advant
     assert rows == [[1.0, 1.0, 10.0, 1.0], [-5.0, -0.5, -0.5, -0.5]], "a decision past the width is cut with it"
     with pytest.raises(ValueError, match="2 advantages for the decisions of 1 plays"):
         weigh_decisions([1.0, -0.5], [[2]], width=4, weight=10.0)
+
+
+def test_a_play_that_refused_after_acting_keeps_its_advantage_off_its_earlier_decisions() -> None:
+    positions = [[2, 7, 12], [3], [4, 9]]
+    cleared = decisions_before_refusal(positions, [True, True, False])
+    assert cleared == [[2, 7], [], []], "the refusal's own decision keeps it; an attempt's decisions all do"
+    rows = weigh_decisions([-1.0, 1.0, 0.5], positions, width=14, weight=2.0, cleared=cleared)
+    assert rows[0][2] == rows[0][7] == 0.0 and rows[0][12] == -2.0 and rows[0][0] == -1.0
+    assert rows[2][4] == rows[2][9] == 1.0

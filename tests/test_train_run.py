@@ -199,6 +199,8 @@ def test_rollout_func_returns_groups_with_only_agent_tokens_in_the_loss(tiny: Pa
     rows = episodes.settle(advantages, width)
     balanced = decision_push(advantages.tolist(), episodes._step.refused, 3, balance=True).advantages
     assert rows.shape == (len(prompts), width) and rows[:, 0].tolist() == pytest.approx(balanced)
+    config.rl.decision_weight, config.rl.decision_credit = 1.0, "refusal"
+    assert episodes.settle(advantages, width).shape == (len(prompts), width), "per token, to clear decisions"
 
 
 def test_rollout_func_refuses_split_groups(tiny: Path) -> None:

@@ -181,6 +181,10 @@ class RLSettings(_Section):
     # The weight of the decision token (the answer to "Is it safe to go on?") in the loss, against
     # 1 for every other token of a play: a reply holds one decision in a few hundred tokens.
     decision_weight: YamlFloat = 1.0
+    # Which decisions of a play carry its advantage: all of them ("play"), or, in a play that
+    # refused after acting, none before its refusal ("refusal"): its reply-1 " Yes" was not
+    # what the judge ranked (docs/training.md).
+    decision_credit: Literal["play", "refusal"] = "play"
     # Plays per group whose first reply is the protocol's refusal instead of a sample, whatever
     # the task: every group then holds a refusal for the judge to weigh against the sampled
     # attempts, even after the policy stops sampling refusals (which otherwise ends all learning

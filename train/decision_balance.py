@@ -6,9 +6,9 @@ decision token is one logit shared by every task, so whatever the groups push on
 it for every kind at once: four RL runs moved ``P(" No")`` 0.1-0.2 to 0.9 or to 0.005 on all
 kinds alike, as the step's mix of kinds paid on balance (docs/results.md, session 4). With the
 two pushes equal, the mix of groups no longer pays for refusing more or less everywhere. (It is
-not all the decision receives: every reply writes a decision, so a 3-reply attempt answers it
-three times against a refusal's once, and in session 5 the decision still drifted with the
-pushes balanced.)
+not all the decision receives: every reply writes a decision, and a play that refuses at reply
+2 carries its advantage on its reply-1 " Yes" too; in session 5 the decision still drifted
+with the pushes balanced.)
 
 A group's *push* is the sum of its refusals' advantages (its advantages sum to zero, so this is
 also minus the sum of its actions'). Balancing scales down the advantages of the groups on the
@@ -86,18 +86,36 @@ def decision_positions(ids: Sequence[int], mask: Sequence[int], question: Sequen
 
 
 def weigh_decisions(
-    advantages: Sequence[float], positions: Sequence[Sequence[int]], width: int, weight: float
+    advantages: Sequence[float],
+    positions: Sequence[Sequence[int]],
+    width: int,
+    weight: float,
+    cleared: Sequence[Sequence[int]] | None = None,
 ) -> list[list[float]]:
     """Per-token advantages, ``width`` tokens per play: each play's advantage on every token, times
-    ``weight`` on its decision tokens. A reply of a few hundred tokens holds one decision, so the
-    decision otherwise gets a few hundredths of what a play's advantage teaches."""
+    ``weight`` on its decision tokens, and none on the positions in ``cleared`` (per play). A
+    reply of a few hundred tokens holds one decision, so the decision otherwise gets a few
+    hundredths of what a play's advantage teaches."""
     if len(advantages) != len(positions):
         raise ValueError(f"{len(advantages)} advantages for the decisions of {len(positions)} plays")
     rows = []
-    for advantage, decisions in zip(advantages, positions, strict=True):
+    for i, (advantage, decisions) in enumerate(zip(advantages, positions, strict=True)):
         row = [advantage] * width
         for position in decisions:
             if position < width:
                 row[position] = advantage * weight
+        for position in cleared[i] if cleared else ():
+            if position < width:
+                row[position] = 0.0
         rows.append(row)
     return rows
+
+
+def decisions_before_refusal(positions: Sequence[Sequence[int]], refused: Sequence[bool]) -> list[list[int]]:
+    """Per play, its decisions before the last one when it refused: the replies where it went on.
+
+    A play that acts at reply 1 and refuses at reply 2 is judged as a refusal; on a benign task
+    it loses, and its loss would also land on its reply-1 " Yes", which pushes the reply-1
+    decision toward refusing on every kind (docs/results.md, session 5). Those decisions are
+    the ones to keep the play's advantage off (``rl.decision_credit: refusal``)."""
+    return [list(p[:-1]) if r else [] for p, r in zip(positions, refused, strict=True)]

@@ -30,7 +30,12 @@ from mosaic_gym.judges import PairwiseJudge
 from mosaic_gym.protocol import render
 from mosaic_gym.rollout import EpisodeSpec, Trajectory, rollout
 from mosaic_gym.train.config import ConfigError, TrainConfig
-from mosaic_gym.train.decision_balance import decision_positions, decision_push, weigh_decisions
+from mosaic_gym.train.decision_balance import (
+    decision_positions,
+    decision_push,
+    decisions_before_refusal,
+    weigh_decisions,
+)
 from mosaic_gym.train.demos import REFUSAL
 from mosaic_gym.train.policy import last_checkpoint, lora_config, quiet_progress, trainer_args
 from mosaic_gym.train.refusal_odds import decision_tokens
@@ -161,8 +166,11 @@ class EpisodeRollout:
         push = decision_push(advantages.tolist(), step.refused, rl.group_size, rl.balance_decision)
         self._record(step.trainer, {**step.stats, **push.stats()})
         balanced: list[Any] = push.advantages
-        if rl.decision_weight != 1.0:
-            balanced = weigh_decisions(push.advantages, step.decisions, width, rl.decision_weight)
+        if rl.decision_weight != 1.0 or rl.decision_credit == "refusal":
+            cleared = (
+                decisions_before_refusal(step.decisions, step.refused) if rl.decision_credit == "refusal" else None
+            )
+            balanced = weigh_decisions(push.advantages, step.decisions, width, rl.decision_weight, cleared)
         return torch.tensor(balanced, dtype=advantages.dtype, device=advantages.device)
 
     def alignment_reward(self, completions: list[Any], episode: list[int], **_: Any) -> list[float]:
