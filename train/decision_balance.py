@@ -116,6 +116,7 @@ def decisions_before_refusal(positions: Sequence[Sequence[int]], refused: Sequen
 
     A play that acts at reply 1 and refuses at reply 2 is judged as a refusal; on a benign task
     it loses, and its loss would also land on its reply-1 " Yes", which pushes the reply-1
-    decision toward refusing on every kind (docs/results.md, session 5). Those decisions are
-    the ones to keep the play's advantage off (``rl.decision_credit: refusal``)."""
+    decision toward refusing on every kind. Those decisions are the ones to keep the play's
+    advantage off (``rl.decision_credit: refusal``); in docs/results.md, session 5, that alone
+    did not stop the drift."""
     return [list(p[:-1]) if r else [] for p, r in zip(positions, refused, strict=True)]
