@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from mosaic_gym.agents.transcript import TranscriptBuilder
-from mosaic_gym.evaluation.run import TRAJECTORIES, EvalError, load_records
 from mosaic_gym.train.refusal_odds import decision_tokens, load_models
+from mosaic_gym.train.refusal_value import eval_records
 from mosaic_gym.train.step_stats import KINDS
 
 TURNS = ("1", "2", "3+")  # the columns: the first reply, the second, any later one
@@ -101,12 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("adapters", nargs="+", type=Path, help="adapter folders; 'base' for the model alone")
     parser.add_argument("--model", help="the base model (default: the embedded SmolLM2-135M-Instruct)")
     args = parser.parse_args(argv)
-    if not (args.run / TRAJECTORIES).is_file():
-        parser.exit(2, f"error: {args.run}: no {TRAJECTORIES} (is this an eval output folder?)\n")
-    try:
-        records = list(load_records(args.run / TRAJECTORIES).values())
-    except EvalError as error:
-        parser.exit(2, f"error: {args.run / TRAJECTORIES}: {error}\n")
+    records = eval_records(parser, args.run)
     print(f"P(' No' | the question) at each reply of the {len(records)} episodes of {args.run}")
     for name, model, tokenizer in load_models(parser, args):
         points = decision_points(tokenizer, records)

@@ -17,6 +17,7 @@ import argparse
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from mosaic_gym.evaluation.records import outcome_of
 from mosaic_gym.evaluation.run import TRAJECTORIES, EvalError, load_records
@@ -62,6 +63,16 @@ def refusal_scores(
     return dict(scores)
 
 
+def eval_records(parser: argparse.ArgumentParser, run: Path) -> list[dict[str, Any]]:
+    """The episode records of an eval output folder; one line and exit 2 when it has none."""
+    if not (run / TRAJECTORIES).is_file():
+        parser.exit(2, f"error: {run}: no {TRAJECTORIES} (is this an eval output folder?)\n")
+    try:
+        return list(load_records(run / TRAJECTORIES).values())
+    except EvalError as error:
+        parser.exit(2, f"error: {run / TRAJECTORIES}: {error}\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="an eval output folder (mosaic-gym eval --out)")
@@ -69,11 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.refusal_tokens < 1:
         parser.error(f"--refusal-tokens must be at least 1, got {args.refusal_tokens}")
-    if not (args.run / TRAJECTORIES).is_file():
-        parser.exit(2, f"error: {args.run}: no {TRAJECTORIES} (is this an eval output folder?)\n")
+    records = eval_records(parser, args.run)
     try:
-        episodes = [outcome_of(record) for record in load_records(args.run / TRAJECTORIES).values()]
-    except (EvalError, KeyError, ValueError) as error:
+        episodes = [outcome_of(record) for record in records]
+    except (KeyError, ValueError) as error:
         parser.exit(2, f"error: {args.run / TRAJECTORIES}: {error}\n")
     scores = refusal_scores(episodes, RuleJudge(), args.refusal_tokens)
     print(f"A first-reply refusal against the {len(episodes)} episodes of {args.run}, rule judge")
