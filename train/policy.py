@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -37,7 +38,10 @@ def from_warm_start(base: Any, warm_start: Path) -> Any:
     rather than towards the base model."""
     from peft import PeftModel
 
-    return PeftModel.from_pretrained(base, str(warm_start), is_trainable=True)
+    with warnings.catch_warnings():
+        # peft asks transformers a deprecated question while loading: not the user's concern.
+        warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.* is deprecated")
+        return PeftModel.from_pretrained(base, str(warm_start), is_trainable=True)
 
 
 def trainer_args(

@@ -79,6 +79,16 @@ def decision_tokens(tokenizer: Any) -> tuple[list[int], list[int]]:
     return question, refusal
 
 
+def answer_tokens(tokenizer: Any) -> tuple[int, int]:
+    """The ids of " No" and " Yes" right after the question, as the demonstrations write them."""
+    transcripts = TranscriptBuilder(tokenizer)
+    question = transcripts.tokens(f"<think>{DECISION}")
+    no, yes = (transcripts.tokens(f"<think>{DECISION} {word}")[len(question)] for word in ("No", "Yes"))
+    if no == yes:
+        raise ValueError(f"the tokenizer gives ' No' and ' Yes' the same first token after {DECISION!r}")
+    return no, yes
+
+
 def refusal_logprobs(
     model: Any, tokenizer: Any, envs: Sequence[str], split: SplitChoice, tier: TierChoice, seeds: int
 ) -> dict[str, list[FirstReplyOdds]]:
@@ -117,10 +127,10 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("adapters", nargs="+", type=Path, help="adapter folders; 'base' for the model alone")
     parser.add_argument("--model", help="the base model (default: the embedded SmolLM2-135M-Instruct)")
     parser.add_argument("--envs", nargs="+", default=list(READ_OUT_SUITES), choices=list(ENV_IDS))
-    parser.add_argument("--seeds", type=_at_least_one, default=3, help="instances per held-out template (default 3)")
+    parser.add_argument("--seeds", type=at_least_one, default=3, help="instances per held-out template (default 3)")
 
 
-def _at_least_one(text: str) -> int:
+def at_least_one(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")

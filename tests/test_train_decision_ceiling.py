@@ -1,0 +1,126 @@
+"""The decision trained alone on perfect verdicts: the batches it draws, the step it takes, the command."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+peft = pytest.importorskip("peft")
+
+from mosaic_gym.agents.transcript import TranscriptBuilder  # noqa: E402
+from mosaic_gym.train.decision_ceiling import decision_step, main, train_batches  # noqa: E402
+from mosaic_gym.train.demos import DECISION  # noqa: E402
+from mosaic_gym.train.refusal_odds import answer_tokens  # noqa: E402
+from tests.tiny_model import build_tiny_model  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(model folder, LoRA adapter folder on it)."""
+    folder = build_tiny_model(tmp_path_factory.mktemp("tiny"))
+    model = transformers.AutoModelForCausalLM.from_pretrained(folder)
+    adapter = folder.parent / "adapter"
+    peft.get_peft_model(model, peft.LoraConfig(r=2, target_modules=["q_proj", "v_proj"])).save_pretrained(adapter)
+    return folder, adapter
+
+
+def test_each_batch_takes_fresh_instances_in_the_harmful_share_labelled_by_kind(tiny: tuple[Path, Path]) -> None:
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tiny[0])
+    batches = list(train_batches(tokenizer, ["files", "email"], "starter", 3, 4, 0.5, 0.0, seed=0))
+    assert len(batches) == 3 and all(len(batch) == 4 for batch in batches)
+    for batch in batches:
+        assert [item.kind == "harmful" for item in batch] == [True, True, False, False]
+        assert all(item.refuse == (item.kind == "harmful") for item in batch)
+    question = TranscriptBuilder(tokenizer).tokens(f"<think>{DECISION}")
+    assert all(item.ids[-len(question) :] == question for batch in batches for item in batch)
+    contexts = [tuple(item.ids) for batch in batches for item in batch]
+    assert len(set(contexts)) == len(contexts), "every instance is a fresh one"
+    again = list(train_batches(tokenizer, ["files", "email"], "starter", 3, 4, 0.5, 0.0, seed=0))
+    assert [[item.ids for item in batch] for batch in again] == [[item.ids for item in batch] for batch in batches]
+    flipped = next(train_batches(tokenizer, ["files"], "starter", 1, 4, 0.25, 1.0, seed=0))
+    assert [item.refuse for item in flipped] == [False, True, True, True], "noise 1 flips every label"
+
+
+def test_a_step_on_refusals_raises_the_decision_to_refuse(tiny: tuple[Path, Path]) -> None:
+    folder, adapter = tiny
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    base = transformers.AutoModelForCausalLM.from_pretrained(folder)
+    model = peft.PeftModel.from_pretrained(base, str(adapter), is_trainable=True)
+    no, yes = answer_tokens(tokenizer)
+    batch = [item for item in next(train_batches(tokenizer, ["files"], "starter", 1, 2, 1.0, 0.0, seed=1))]
+
+    def p_no() -> float:
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([batch[0].ids])).logits[0, -1]
+        return float(torch.softmax(logits, dim=-1)[no])
+
+    before = p_no()
+    optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    losses = [decision_step(model, optimiser, batch, (no, yes)) for _ in range(5)]
+    model.eval()
+    assert p_no() > before and losses[-1] < losses[0]
+
+
+def test_the_command_reads_out_before_and_after_its_steps(
+    tiny: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder, adapter = tiny
+    args = [str(adapter), "--model", str(folder), "--envs", "files", "--seeds", "1", "--steps", "3", "--every", "2"]
+    assert main([*args, "--tasks-per-step", "2", "--threads", "1"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
+    assert [row[0] for row in rows] == ["0", "2", "3"], "step 0, every 2nd step, and the last"
+    assert rows[0][1] == "nan" and all(0 <= float(value) <= 1 for row in rows for value in row[2:6])
+
+
+def test_the_pairwise_loss_ranks_refusals_above_actions_and_needs_both(tiny: tuple[Path, Path]) -> None:
+    folder, adapter = tiny
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    model = peft.PeftModel.from_pretrained(
+        transformers.AutoModelForCausalLM.from_pretrained(folder), str(adapter), is_trainable=True
+    )
+    no, yes = answer_tokens(tokenizer)
+    batch = next(train_batches(tokenizer, ["files"], "starter", 1, 2, 0.5, 0.0, seed=2))
+
+    def margin(index: int) -> float:
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([batch[index].ids])).logits[0, -1]
+        return float(logits[no] - logits[yes])
+
+    before = margin(0) - margin(1)
+    optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    losses = [decision_step(model, optimiser, batch, (no, yes), "pairwise") for _ in range(5)]
+    model.eval()
+    assert batch[0].refuse and not batch[1].refuse
+    assert margin(0) - margin(1) > before and losses[-1] < losses[0]
+    assert math.isnan(decision_step(model, optimiser, batch[:1], (no, yes), "pairwise")), "no pair, no step"
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--harmful-share", "1.5"], "must be between 0 and 1"),
+        (["--learning-rate", "0"], "--learning-rate must be above 0"),
+        (["--steps", "0"], "must be at least 1"),
+    ],
+)
+def test_the_command_names_a_bad_flag(
+    tiny: tuple[Path, Path], flags: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        main([str(tiny[1]), *flags])
+    assert message in capsys.readouterr().err
+
+
+def test_the_command_trains_one_adapter(
+    tmp_path: Path, tiny: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        main([str(tmp_path)])
+    assert "is not an adapter folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([str(tiny[1]), str(tiny[1])])
+    assert "give one adapter" in capsys.readouterr().err

@@ -1,0 +1,245 @@
+"""How much of *when* can the decision learn at RL's budget, given the verdicts it should get?
+
+    python -m mosaic_gym.train.decision_ceiling runs/warm/warm_start [--steps 8] [--tasks-per-step 4]
+        [--learning-rate 1e-4] [--harmful-share 0.5] [--label-noise 0] [--every 2]
+
+RL teaches the decision to refuse through the judge's verdicts on a few sampled groups per
+step. This trains the same LoRA weights, with the same optimiser, on the decision token alone
+(the answer after :data:`mosaic_gym.train.demos.DECISION`) and on the verdict a perfect judge
+would give each group: " No" on harmful tasks, " Yes" on every other kind. Each step takes
+``--tasks-per-step`` fresh train-split starter instances, a ``--harmful-share`` of them harmful,
+as RL's groups do; ``--label-noise`` flips that share of the labels, as a noisy judge would.
+Every ``--every`` steps it reads ``P(" No")`` out at the first reply of the held-out instances
+(``--split train``: of the train templates it draws from, at other instances).
+
+It bounds what RL can do at that budget: if the harmful - benign gap does not open here, where
+every token of signal is the decision's and every label is right, RL's groups (a verdict per
+group, shared with hundreds of other tokens, through sampled plays) will not open it either,
+and the budget, not the balance of the signal, is what to change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from mosaic_gym import ToolEnv
+from mosaic_gym.agents.transcript import TranscriptBuilder
+from mosaic_gym.splits import SPLIT_CHOICES, TIER_CHOICES, SplitChoice, TierChoice
+from mosaic_gym.train.decision_rank import RankSides, decision_margins, rank_loss
+from mosaic_gym.train.demos import DECISION
+from mosaic_gym.train.refusal_odds import (
+    add_model_arguments,
+    answer_tokens,
+    at_least_one,
+    mean_probability,
+    refusal_logprobs,
+)
+from mosaic_gym.train.separability import roc_auc
+from mosaic_gym.train.step_stats import KINDS
+
+LossName = Literal["ce", "pairwise"]
+FIRST_TRAIN_SEED = 10_000  # train instances' seeds start here, apart from the read-outs' 0, 1, 2
+
+
+@dataclass(frozen=True)
+class Labelled:
+    """One train instance's first-reply context up to the decision, and the answer to train."""
+
+    kind: str
+    ids: list[int]  # the prompt, then "<think>" and the question
+    refuse: bool
+
+
+@dataclass(frozen=True)
+class ReadOut:
+    """``P(" No")`` at the first reply of one split's instances, after ``step`` steps."""
+
+    step: int
+    by_kind: dict[str, float]
+    auc: float  # of P(" No") for harmful against every other kind
+
+    @property
+    def gap(self) -> float:
+        return self.by_kind["harmful"] - self.by_kind["benign"]
+
+
+def train_batches(
+    tokenizer: Any,
+    envs: Sequence[str],
+    tier: TierChoice,
+    steps: int,
+    per_step: int,
+    harmful_share: float,
+    label_noise: float,
+    seed: int,
+) -> Iterator[list[Labelled]]:
+    """``steps`` batches of fresh train-split instances, each ``round(harmful_share * per_step)``
+    harmful and the rest drawn from the other kinds; a ``label_noise`` share of labels flipped."""
+    rng = np.random.default_rng(seed)
+    transcripts = TranscriptBuilder(tokenizer)
+    question = transcripts.tokens(f"<think>{DECISION}")
+    pools: dict[bool, list[tuple[ToolEnv, str, str]]] = {True: [], False: []}
+    for suite in envs:
+        env = ToolEnv(suite, split="train", tier=tier)
+        for template in env.templates:
+            pools[template.kind == "harmful"].append((env, template.id, template.kind))
+    if not pools[True] or not pools[False]:
+        raise ValueError(f"the train split of {list(envs)} at tier {tier!r} needs harmful and other templates")
+    harmful = round(harmful_share * per_step)
+    instance_seed = FIRST_TRAIN_SEED
+    for _ in range(steps):
+        batch = []
+        for is_harmful in [True] * harmful + [False] * (per_step - harmful):
+            env, task, kind = pools[is_harmful][int(rng.integers(len(pools[is_harmful])))]
+            _, info = env.reset(seed=instance_seed, options={"task": task})
+            instance_seed += 1
+            flipped = bool(rng.random() < label_noise)
+            batch.append(Labelled(kind, transcripts.start(info["messages"]).ids + question, is_harmful != flipped))
+        yield batch
+
+
+def decision_step(
+    model: Any, optimiser: Any, batch: Sequence[Labelled], answers: tuple[int, int], loss: LossName = "ce"
+) -> float:
+    """One optimiser step on the decision token over ``batch``; the loss, or nan when a pairwise
+    step has no pair to rank (every label alike) and takes no step.
+
+    ``ce``: cross-entropy of " No" or " Yes", as the label says, averaged over the instances.
+    ``pairwise``: for every (refuse, act) pair of the batch, the logistic loss of ranking the
+    refusal's ``logit(" No") - logit(" Yes")`` above the action's
+    (:mod:`mosaic_gym.train.decision_rank`): blind to a shift shared by every context.
+    """
+    import torch
+
+    no, yes = answers
+    model.train()
+    optimiser.zero_grad()
+    if loss == "ce":
+        total = 0.0
+        for item in batch:  # one context per pass: the logits of a long prompt are the memory peak
+            logits = model(input_ids=torch.tensor([item.ids], device=model.device)).logits[0, -1].float()
+            target = torch.tensor(no if item.refuse else yes, device=logits.device)
+            value = torch.nn.functional.cross_entropy(logits, target) / len(batch)
+            value.backward()
+            total += float(value.detach())
+        optimiser.step()
+        return total
+    sides = RankSides([item.ids for item in batch if item.refuse], [item.ids for item in batch if not item.refuse])
+    if not sides.pairs:
+        return math.nan
+    ranked = rank_loss(decision_margins(model, sides.refusing, answers), decision_margins(model, sides.acting, answers))
+    ranked.backward()
+    optimiser.step()
+    return float(ranked.detach())
+
+
+def read_out(
+    model: Any, tokenizer: Any, envs: Sequence[str], split: SplitChoice, tier: TierChoice, seeds: int, step: int
+) -> ReadOut:
+    model.eval()
+    odds = refusal_logprobs(model, tokenizer, envs, split, tier, seeds)
+    by_kind = {kind: mean_probability([value.decision for value in odds[kind]]) for kind in KINDS}
+    scores = np.array([value.decision for kind in KINDS for value in odds[kind]])
+    harmful = np.array([kind == "harmful" for kind in KINDS for _ in odds[kind]])
+    return ReadOut(step, by_kind, roc_auc(scores, harmful))
+
+
+def format_read_out(row: ReadOut, loss: float) -> str:
+    cells = " ".join(f"{row.by_kind[kind]:>10.3f}" for kind in KINDS)
+    return f"{row.step:>5} {loss:>8.3f} {cells} {row.gap:>+15.3f} {row.auc:>6.3f}"
+
+
+def run(args: argparse.Namespace, model: Any, tokenizer: Any) -> list[ReadOut]:
+    import torch
+
+    optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.learning_rate)
+    answers = answer_tokens(tokenizer)
+    header = f"{'step':>5} {'loss':>8} " + " ".join(f"{kind:>10}" for kind in KINDS)
+    print(f"{header} {'harmful-benign':>15} {'AUC':>6}", flush=True)
+    rows = [read_out(model, tokenizer, args.envs, args.split, args.tier, args.seeds, 0)]
+    print(format_read_out(rows[-1], math.nan), flush=True)
+    batches = train_batches(
+        tokenizer,
+        args.envs,
+        args.tier,
+        args.steps,
+        args.tasks_per_step,
+        args.harmful_share,
+        args.label_noise,
+        args.seed,
+    )
+    for step, batch in enumerate(batches, start=1):
+        loss = decision_step(model, optimiser, batch, answers, args.loss)
+        if step % args.every == 0 or step == args.steps:
+            rows.append(read_out(model, tokenizer, args.envs, args.split, args.tier, args.seeds, step))
+            print(format_read_out(rows[-1], loss), flush=True)
+    return rows
+
+
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_model_arguments(parser)
+    parser.add_argument("--split", default="heldout", choices=SPLIT_CHOICES, help="to read out (default heldout)")
+    parser.add_argument("--tier", default="starter", choices=TIER_CHOICES)
+    parser.add_argument("--steps", type=at_least_one, default=8, help="optimiser steps (default 8, as the RL arms)")
+    parser.add_argument("--tasks-per-step", type=at_least_one, default=4, help="instances per step (default 4)")
+    parser.add_argument("--learning-rate", type=float, default=1e-4, help="AdamW's (default 1e-4, as rl.learning_rate)")
+    parser.add_argument("--harmful-share", type=_share, default=0.5, help="of each step's instances (default 0.5)")
+    parser.add_argument("--label-noise", type=_share, default=0.0, help="share of labels flipped (default 0)")
+    parser.add_argument(
+        "--loss", default="ce", choices=["ce", "pairwise"], help="per instance, or ranking refusals above actions"
+    )
+    parser.add_argument("--every", type=at_least_one, default=2, help="read out every N steps (default 2)")
+    parser.add_argument("--seed", type=int, default=0, help="which train instances, and which labels flip")
+    parser.add_argument("--threads", type=at_least_one, help="torch threads (default: torch's choice)")
+    args = parser.parse_args(argv)
+    if args.learning_rate <= 0:
+        parser.error(f"--learning-rate must be above 0, got {args.learning_rate}")
+    if len(args.adapters) != 1:
+        parser.error("give one adapter: the warm start to train from")
+    adapter: Path = args.adapters[0]
+    if str(adapter) == "base" or not (adapter / "adapter_config.json").exists():
+        parser.error(f"{adapter} is not an adapter folder (no adapter_config.json)")
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    model, tokenizer = _trainable(parser, args.model, adapter)
+    print(
+        f"The decision alone, {args.loss} loss on perfect verdicts ({args.label_noise:.0%} flipped): "
+        f"{args.steps} steps of "
+        f"{args.tasks_per_step} train instances ({args.harmful_share:.0%} harmful), AdamW at {args.learning_rate:g}; "
+        f'P(" No") at the first reply, {args.split} split, {args.tier} tier, {args.seeds} seeds per template'
+    )
+    run(args, model, tokenizer)
+    return 0
+
+
+def _trainable(parser: argparse.ArgumentParser, model_name: str | None, adapter: Path) -> tuple[Any, Any]:
+    from mosaic_gym.agent import AgentConfigError
+    from mosaic_gym.agents.hf import load_model
+    from mosaic_gym.train.policy import from_warm_start
+
+    try:
+        base, tokenizer = load_model(model_name, None, None, None)
+    except AgentConfigError as error:
+        parser.exit(2, f"error: {error}\n")
+    return from_warm_start(base, adapter), tokenizer
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
