@@ -137,6 +137,21 @@ def test_train_interrupt_resume_and_final_adapter(
     assert trajectory.outcome is not None
 
 
+def test_the_decision_ranking_joins_the_loss_of_each_step_with_both_verdicts(tiny: Path, tmp_path: Path) -> None:
+    # With the rule judge, the forced refusal wins a harmful group and loses a benign one to
+    # harmless gibberish (whose format errors cost it only the format reward, not the judge's
+    # verdict): one pair to rank per step, and the decision learns from it alone.
+    kinds = {"harmful": 1.0, "benign": 1.0}
+    config = tiny_config(tiny, groups_per_step=2, explore_refusals=1, kinds=kinds, decision_rank=1.0, decision_weight=0)
+    config.probe.episodes_per_kind = 0
+    summary = train(config, tmp_path / "run")
+    steps = summary["rl"]["steps"]
+    assert [s["decision/rank_pairs"] for s in steps] == [1.0, 1.0]
+    state = json.loads((tmp_path / "run" / "rl" / "checkpoint-2" / "trainer_state.json").read_text())
+    ranked = [entry["decision/rank_loss"] for entry in state["log_history"] if "decision/rank_loss" in entry]
+    assert len(ranked) == 2 and all(value > 0 for value in ranked), "once per step, a softplus"
+
+
 def agent_runs(ids: list[int], mask: list[int]) -> list[list[int]]:
     """The stretches of consecutive agent tokens: one per reply."""
     runs: list[list[int]] = []
@@ -193,6 +208,7 @@ def test_rollout_func_returns_groups_with_only_agent_tokens_in_the_loss(tiny: Pa
     assert torch.equal(episodes.settle(advantages, width), advantages), "rl.balance_decision is off"
     logged = episodes.logged()
     assert "episodes/format_error_rate" in logged and "decision/net_push" in logged
+    assert episodes.take_ranking() is None, "rl.decision_rank is off"
     assert episodes.logged() == {}, "each log takes what came since"
     # Balanced and weighted, the same plays' advantages become one row of tokens per play.
     config.rl.balance_decision, config.rl.decision_weight = True, 3.0
@@ -201,6 +217,16 @@ def test_rollout_func_returns_groups_with_only_agent_tokens_in_the_loss(tiny: Pa
     assert rows.shape == (len(prompts), width) and rows[:, 0].tolist() == pytest.approx(balanced)
     config.rl.decision_weight, config.rl.decision_credit = 1.0, "refusal"
     assert episodes.settle(advantages, width).shape == (len(prompts), width), "per token, to clear decisions"
+    # Ranked, each group's first-reply context up to the decision goes to the step's loss, once.
+    config.rl.decision_rank = 1.0
+    episodes._step.verdicts[:] = [0.4, -0.2]  # refusing won the first group, lost the second
+    episodes.settle(advantages, width)
+    sides = episodes.take_ranking()
+    assert sides is not None and sides.pairs == 1 and episodes.take_ranking() is None
+    [refusing], [acting] = sides.refusing, sides.acting
+    assert refusing[: len(output["prompt_ids"][0])] == list(output["prompt_ids"][0])
+    assert acting[: len(output["prompt_ids"][3])] == list(output["prompt_ids"][3])
+    assert agent.tokenizer.decode(refusing).endswith(f"<think>{DECISION}")
 
 
 def test_rollout_func_refuses_split_groups(tiny: Path) -> None:

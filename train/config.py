@@ -185,6 +185,12 @@ class RLSettings(_Section):
     # refused after acting, none before its refusal ("refusal"): its reply-1 " Yes" was not
     # what the judge ranked (docs/training.md).
     decision_credit: Literal["play", "refusal"] = "play"
+    # Weight of a pairwise loss on each step's first-reply decisions: the groups where the judge
+    # preferred refusing rank above those where it preferred acting, by logit(" No") - logit(" Yes")
+    # (mosaic_gym.train.decision_rank). Blind to a shift shared by every task, it moves the
+    # decision apart by task or not at all. 0 turns it off; with rl.decision_weight 0 the decision
+    # learns from it alone.
+    decision_rank: YamlFloat = 0.0
     # Plays per group whose first reply is the protocol's refusal instead of a sample, whatever
     # the task: every group then holds a refusal for the judge to weigh against the sampled
     # attempts, even after the policy stops sampling refusals (which otherwise ends all learning
@@ -220,7 +226,8 @@ class RLSettings(_Section):
         _require(self.temperature > 0, "rl.temperature", "must be positive: greedy decoding makes a group identical")
         _require(0 < self.top_p <= 1, "rl.top_p", f"must be in (0, 1], got {self.top_p}")
         self._check_judge()
-        _require(self.decision_weight > 0, "rl.decision_weight", f"must be positive, got {self.decision_weight}")
+        _require(self.decision_weight >= 0, "rl.decision_weight", f"must be 0 or more, got {self.decision_weight}")
+        _require(self.decision_rank >= 0, "rl.decision_rank", f"must be 0 or more, got {self.decision_rank}")
         _require(self.format_weight >= 0, "rl.format_weight", "must be 0 or more")
         _require(self.length_budget >= 1, "rl.length_budget", "must be at least 1 token")
         _require(self.length_weight >= 0, "rl.length_weight", "must be 0 or more")

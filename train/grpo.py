@@ -36,9 +36,10 @@ from mosaic_gym.train.decision_balance import (
     decisions_before_refusal,
     weigh_decisions,
 )
+from mosaic_gym.train.decision_rank import RankSides, decision_margins, group_verdicts, rank_loss, rank_sides
 from mosaic_gym.train.demos import REFUSAL
 from mosaic_gym.train.policy import last_checkpoint, lora_config, quiet_progress, trainer_args
-from mosaic_gym.train.refusal_odds import decision_tokens
+from mosaic_gym.train.refusal_odds import answer_tokens, decision_tokens
 from mosaic_gym.train.rewards import RewardParts, group_rewards
 from mosaic_gym.train.step_stats import step_stats
 
@@ -106,6 +107,8 @@ class _Step:
     stats: dict[str, float]
     refused: list[bool]  # per play
     decisions: list[list[int]]  # per play, the completion positions of its decision tokens
+    contexts: list[list[int]]  # per group, its first reply's context up to the decision
+    verdicts: list[float]  # per group, the judge's preference for its refusals (decision_rank.verdicts)
 
 
 class EpisodeRollout:
@@ -120,7 +123,8 @@ class EpisodeRollout:
         self.log = log  # one JSON line of step statistics per step, appended as it happens
         self._agent: HFAgent | None = None
         self._parts: list[RewardParts] = []
-        self._step = _Step(None, {}, [], [])
+        self._step = _Step(None, {}, [], [], [], [])
+        self._ranking: RankSides | None = None  # the last step's groups to rank, until its loss takes them
         self._pending: dict[str, list[float]] = defaultdict(list)  # statistics not yet logged
 
     def __call__(self, prompts: list[list[dict[str, str]]], trainer: Any) -> dict[str, Any]:
@@ -144,7 +148,9 @@ class EpisodeRollout:
         ]
         stats["decision/per_play"] = sum(map(len, decisions)) / len(decisions)
         refused = [t.outcome is not None and t.outcome.refused for t in trajectories]
-        self._step = _Step(trainer, stats, refused, decisions)
+        contexts = [list(prompt_ids[start]) + question for start in range(0, len(trajectories), group_size)]
+        verdicts = group_verdicts([part.alignment for part in self._parts], refused, group_size)
+        self._step = _Step(trainer, stats, refused, decisions, contexts, verdicts)
         return {
             "prompt_ids": list(prompt_ids),
             "completion_ids": list(completion_ids),
@@ -164,7 +170,11 @@ class EpisodeRollout:
         step = self._step
         rl = self.config.rl
         push = decision_push(advantages.tolist(), step.refused, rl.group_size, rl.balance_decision)
-        self._record(step.trainer, {**step.stats, **push.stats()})
+        ranking = {}
+        if rl.decision_rank > 0:
+            self._ranking = rank_sides(step.contexts, step.verdicts)
+            ranking = {"decision/rank_pairs": float(self._ranking.pairs)}
+        self._record(step.trainer, {**step.stats, **push.stats(), **ranking})
         balanced: list[Any] = push.advantages
         if rl.decision_weight != 1.0 or rl.decision_credit == "refusal":
             cleared = (
@@ -172,6 +182,16 @@ class EpisodeRollout:
             )
             balanced = weigh_decisions(push.advantages, step.decisions, width, rl.decision_weight, cleared)
         return torch.tensor(balanced, dtype=advantages.dtype, device=advantages.device)
+
+    def take_ranking(self) -> RankSides | None:
+        """The last step's groups to rank by their decision (``rl.decision_rank``), once: the
+        step's first loss pass takes them."""
+        ranking, self._ranking = self._ranking, None
+        return ranking
+
+    def note(self, key: str, value: float) -> None:
+        """A statistic the loss computes, for the trainer's next log."""
+        self._pending[key].append(value)
 
     def alignment_reward(self, completions: list[Any], episode: list[int], **_: Any) -> list[float]:
         return [self._parts[i].alignment for i in episode]
@@ -285,6 +305,7 @@ def run_grpo(
             f"each of {world} processes trains on per step"
         )
     episodes = EpisodeRollout(config, tokenizer, config_judge(config), step_log)
+    answers = answer_tokens(tokenizer)
     rewards = [episodes.alignment_reward, episodes.format_reward, episodes.length_penalty]
     weights = [1.0, config.rl.format_weight, -config.rl.length_weight]
     max_completion = config.episodes.max_steps * (config.episodes.max_new_tokens + 512)
@@ -320,6 +341,21 @@ def run_grpo(
         def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
             logs.update(episodes.logged())
             super().log(logs, start_time)
+
+        def compute_loss(
+            self, model: Any, inputs: Any, return_outputs: bool = False, num_items_in_batch: Any = None
+        ) -> Any:
+            # TRL's loss for the step is the sum over its loss passes (scaled for accumulation
+            # already), so the ranking, added once per step, weighs rl.decision_rank against it.
+            loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            sides = episodes.take_ranking()
+            if sides is None or not sides.pairs:
+                return loss
+            ranked = rank_loss(
+                decision_margins(model, sides.refusing, answers), decision_margins(model, sides.acting, answers)
+            )
+            episodes.note("decision/rank_loss", float(ranked.detach()))
+            return loss + config.rl.decision_rank * ranked
 
         def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
             # TRL's own hook between scoring and the loss, the one place the advantages exist.

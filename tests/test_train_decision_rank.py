@@ -1,0 +1,40 @@
+"""The decision ranked across a step's groups: refusing above acting where the judge preferred it."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from mosaic_gym.train.decision_rank import group_verdicts, rank_loss, rank_sides  # noqa: E402
+
+
+def test_a_groups_verdict_is_how_much_more_the_judge_paid_its_refusals() -> None:
+    alignment = [3.0, 1.0, 1.0, 1.0, 0.0, 2.0, 2.0, 2.0, 1.5, 1.5, 1.5, 1.5]
+    refused = [True, False, False, False, True, True, False, False, False, False, False, False]
+    assert group_verdicts(alignment, refused, 4) == [2.0, -1.0, 0.0], "won; lost; no refusal to judge"
+    with pytest.raises(ValueError, match="not groups of 4"):
+        group_verdicts(alignment[:6], refused[:6], 4)
+
+
+def test_groups_split_by_the_sign_of_their_verdict_and_ties_give_none() -> None:
+    sides = rank_sides([[1], [2], [3], [4]], [0.8, -0.2, 0.0, 1.5])
+    assert sides.refusing == [[1], [4]] and sides.acting == [[2]] and sides.pairs == 2
+    assert rank_sides([[1], [2]], [0.3, 0.1]).pairs == 0, "every group one way: nothing to rank"
+    with pytest.raises(ValueError, match="2 contexts for 3 groups"):
+        rank_sides([[1], [2]], [1.0, -1.0, 0.5])
+
+
+def test_the_loss_ranks_refusing_above_acting_and_ignores_a_shift_shared_by_every_task() -> None:
+    refusing = torch.tensor([0.5, -1.0], requires_grad=True)
+    acting = torch.tensor([0.0, 2.0, -0.5], requires_grad=True)
+    loss = rank_loss(refusing, acting)
+    expected = sum(math.log1p(math.exp(a - r)) for r in (0.5, -1.0) for a in (0.0, 2.0, -0.5)) / 6
+    assert float(loss) == pytest.approx(expected)
+    assert float(rank_loss(refusing + 3.0, acting + 3.0)) == pytest.approx(float(loss)), "blind to a shared shift"
+    loss.backward()
+    assert refusing.grad is not None and acting.grad is not None
+    assert (refusing.grad < 0).all() and (acting.grad > 0).all(), "descent raises refusing margins, lowers acting"
+    assert float(refusing.grad.sum() + acting.grad.sum()) == pytest.approx(0.0, abs=1e-7), "no push on the bias"

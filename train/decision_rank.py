@@ -1,0 +1,72 @@
+"""The decision ranked across tasks: refusing above acting where the judge preferred the refusal.
+
+Every task shares the decision's context up to the question ("... Is it safe to go on?"), so a
+per-play signal on its answer moves ``P(" No")`` first as one bias over every task: that is what
+RL did in every run of docs/results.md (sessions 4 and 5), balanced or not. This loss looks at
+each group's first-reply decision instead, as the margin ``logit(" No") - logit(" Yes")``, and
+ranks the groups where the judge preferred the refusals above those where it preferred the
+attempts (:func:`group_verdicts`), as a pairwise logistic loss over the step's groups. A shift
+shared by every task leaves it unchanged, so it moves the decision apart by task or not at all.
+``python -m mosaic_gym.train.decision_ceiling --loss pairwise`` measures it on perfect verdicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RankSides:
+    """The first-reply decision contexts (prompt, then the question) of one step's groups, by verdict."""
+
+    refusing: list[list[int]]  # groups where refusing won
+    acting: list[list[int]]  # groups where acting won
+
+    @property
+    def pairs(self) -> int:
+        return len(self.refusing) * len(self.acting)
+
+
+def group_verdicts(alignment: Sequence[float], refused: Sequence[bool], group_size: int) -> list[float]:
+    """Per group of ``group_size`` consecutive plays: the mean alignment reward (the judge's, not
+    format or length) of its refusals minus that of its other plays. Above 0 the judge preferred
+    refusing this task; 0 when the group has no refusal or nothing but refusals."""
+    if len(alignment) != len(refused) or group_size < 1 or len(alignment) % group_size:
+        raise ValueError(f"{len(alignment)} rewards, {len(refused)} refusals: not groups of {group_size}")
+    verdicts = []
+    for start in range(0, len(alignment), group_size):
+        plays = list(zip(alignment[start : start + group_size], refused[start : start + group_size], strict=True))
+        refusing = [reward for reward, refusal in plays if refusal]
+        acting = [reward for reward, refusal in plays if not refusal]
+        verdicts.append(sum(refusing) / len(refusing) - sum(acting) / len(acting) if refusing and acting else 0.0)
+    return verdicts
+
+
+def rank_sides(contexts: Sequence[list[int]], verdicts: Sequence[float]) -> RankSides:
+    """The groups' contexts, split by the sign of their verdict; a group without one (0) is left out."""
+    if len(contexts) != len(verdicts):
+        raise ValueError(f"{len(contexts)} contexts for {len(verdicts)} groups")
+    return RankSides(
+        [c for c, v in zip(contexts, verdicts, strict=True) if v > 0],
+        [c for c, v in zip(contexts, verdicts, strict=True) if v < 0],
+    )
+
+
+def decision_margins(model: Any, contexts: Sequence[list[int]], answers: tuple[int, int]) -> Any:
+    """``logit(" No") - logit(" Yes")`` after each context, one forward pass each (with grad)."""
+    import torch
+
+    no, yes = answers
+    device = next(model.parameters()).device
+    rows = [model(input_ids=torch.tensor([ids], device=device)).logits[0, -1].float() for ids in contexts]
+    return torch.stack([row[no] - row[yes] for row in rows])
+
+
+def rank_loss(refusing: Any, acting: Any) -> Any:
+    """Mean over every (refusing, acting) pair of ``softplus(acting - refusing)``: the logistic loss
+    of ranking each refusing group's margin above each acting group's."""
+    import torch
+
+    return torch.nn.functional.softplus(acting[None, :] - refusing[:, None]).mean()
