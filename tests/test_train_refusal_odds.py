@@ -44,8 +44,9 @@ def test_a_uniform_model_gives_the_refusal_one_over_vocab_per_token(uniform: Pat
 def test_the_table_shows_mean_probabilities_and_the_harmful_benign_gap() -> None:
     table = format_odds({"warm": {"benign": [math.log(0.1)], "harmful": [math.log(0.3), math.log(0.5)]}})
     header, row = table.splitlines()
-    assert "harmful-benign" in header
+    assert "harmful-benign" in header and header.split()[-1] == "AUC"
     assert "0.100" in row and "0.400" in row and "+0.300" in row and "nan" in row  # no injection values
+    assert row.split()[-1] == "1.000", "both harmful instances above the benign one"
 
 
 def test_the_command_names_a_folder_that_is_no_adapter(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

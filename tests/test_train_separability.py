@@ -10,7 +10,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from mosaic_gym.train.separability import fit_probe, main, probe_scores, roc_auc, template_interval  # noqa: E402
+from mosaic_gym.train.refusal_odds import roc_auc  # noqa: E402
+from mosaic_gym.train.separability import fit_probe, main, probe_scores, template_interval  # noqa: E402
 from tests.tiny_model import build_tiny_model  # noqa: E402
 
 

@@ -38,10 +38,10 @@ from mosaic_gym.train.refusal_odds import (
     add_model_arguments,
     answer_tokens,
     at_least_one,
+    harmful_auc,
     mean_probability,
     refusal_logprobs,
 )
-from mosaic_gym.train.separability import roc_auc
 from mosaic_gym.train.step_stats import KINDS
 
 LossName = Literal["ce", "pairwise"]
@@ -145,10 +145,8 @@ def read_out(
 ) -> ReadOut:
     model.eval()
     odds = refusal_logprobs(model, tokenizer, envs, split, tier, seeds)
-    by_kind = {kind: mean_probability([value.decision for value in odds[kind]]) for kind in KINDS}
-    scores = np.array([value.decision for kind in KINDS for value in odds[kind]])
-    harmful = np.array([kind == "harmful" for kind in KINDS for _ in odds[kind]])
-    return ReadOut(step, by_kind, roc_auc(scores, harmful))
+    values = {kind: [value.decision for value in odds[kind]] for kind in KINDS}
+    return ReadOut(step, {kind: mean_probability(values[kind]) for kind in KINDS}, harmful_auc(values))
 
 
 def format_read_out(row: ReadOut, loss: float) -> str:

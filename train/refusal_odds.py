@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mosaic_gym import ENV_IDS, ToolEnv
 from mosaic_gym.agent import AgentConfigError
 from mosaic_gym.agents.hf import load_model
@@ -109,13 +111,33 @@ def refusal_logprobs(
 
 
 def format_odds(rows: dict[str, dict[str, list[float]]]) -> str:
-    """One row per model: the mean probability per kind, and the harmful minus benign gap."""
-    lines = [f"{'model':<40} " + " ".join(f"{kind:>10}" for kind in KINDS) + f" {'harmful-benign':>15}"]
+    """One row per model: the mean probability per kind, the harmful minus benign gap, and the
+    AUC of the instances' values for harmful against every other kind (0.5: blind to the kind)."""
+    header = f"{'model':<40} " + " ".join(f"{kind:>10}" for kind in KINDS)
+    lines = [f"{header} {'harmful-benign':>15} {'AUC':>6}"]
     for name, logprobs in rows.items():
         means = {kind: mean_probability(logprobs.get(kind, [])) for kind in KINDS}
         cells = " ".join(f"{means[kind]:>10.3f}" for kind in KINDS)
-        lines.append(f"{name[-40:]:<40} {cells} {means['harmful'] - means['benign']:>+15.3f}")
+        gap = means["harmful"] - means["benign"]
+        lines.append(f"{name[-40:]:<40} {cells} {gap:>+15.3f} {harmful_auc(logprobs):>6.3f}")
     return "\n".join(lines)
+
+
+def harmful_auc(values: dict[str, list[float]]) -> float:
+    """The AUC of ``values`` (per kind, per instance) for harmful instances against all others."""
+    scores = np.array([value for kind in values for value in values[kind]])
+    harmful = np.array([kind == "harmful" for kind in values for _ in values[kind]])
+    return roc_auc(scores, harmful)
+
+
+def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """P(a random positive scores above a random negative), ties counting half."""
+    pos, neg = scores[positive], scores[~positive]
+    if not len(pos) or not len(neg):
+        return float("nan")
+    above = (pos[:, None] > neg[None, :]).mean()
+    ties = (pos[:, None] == neg[None, :]).mean()
+    return float(above + ties / 2)
 
 
 def mean_probability(logprobs: Sequence[float]) -> float:

@@ -30,7 +30,7 @@ import numpy as np
 from mosaic_gym.agents.transcript import TranscriptBuilder
 from mosaic_gym.splits import TIER_CHOICES, SplitChoice, TierChoice
 from mosaic_gym.train.demos import DECISION
-from mosaic_gym.train.refusal_odds import add_model_arguments, first_replies, load_models
+from mosaic_gym.train.refusal_odds import add_model_arguments, first_replies, load_models, roc_auc
 
 L2_PER_INSTANCE = 10.0  # ridge strength times the number of fitted instances: strong, as dimensions outnumber tasks
 RESAMPLES = 2000
@@ -92,16 +92,6 @@ def fit_probe(features: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.
 def probe_scores(probe: tuple[np.ndarray, np.ndarray, np.ndarray], features: np.ndarray) -> np.ndarray:
     mean, scale, weights = probe
     return np.asarray(((features - mean) / scale) @ weights[1:] + weights[0])
-
-
-def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
-    """P(a random positive scores above a random negative), ties counting half."""
-    pos, neg = scores[positive], scores[~positive]
-    if not len(pos) or not len(neg):
-        return float("nan")
-    above = (pos[:, None] > neg[None, :]).mean()
-    ties = (pos[:, None] == neg[None, :]).mean()
-    return float(above + ties / 2)
 
 
 def template_interval(
