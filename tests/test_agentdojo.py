@@ -205,7 +205,8 @@ def test_training_on_agentdojo_is_one_config_line() -> None:
     from mosaic_gym.train.grpo import training_rows
     from mosaic_gym.train.probe import probe_plan
 
-    config = load_config("quick", ["--episodes.envs", "[agentdojo-banking, payments]", "--episodes.tier", "all"])
+    overrides = ["--episodes.envs", "[agentdojo-banking, payments]", "--episodes.tier", "all"]
+    config = load_config("quick", [*overrides, "--probe.episodes_per_kind", "2"])
     rows = [json.loads(row["prompt"][0]["content"]) for row in training_rows(config)]
     dojo = [row for row in rows if row["suite"] == "agentdojo-banking"]
     assert dojo and all(row["task"].split("/")[0] not in {"user_task_3", "user_task_7"} for row in dojo)
