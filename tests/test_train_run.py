@@ -276,7 +276,10 @@ def test_two_processes_under_accelerate_keep_groups_whole(tiny: Path, tmp_path: 
     import yaml
 
     recipe = tmp_path / "tiny.yaml"
-    settings = tiny_config(tiny, groups_per_step=2, steps=1).to_dict()
+    # Harmful and benign groups under two processes: the ranking joins the distributed loss.
+    ranked = {"decision_rank": 1.0, "decision_weight": 0, "explore_refusals": 1, "kinds": {"harmful": 1, "benign": 1}}
+    settings = tiny_config(tiny, groups_per_step=4, steps=1, **ranked).to_dict()
+    settings["probe"]["episodes_per_kind"] = 0
     settings["sft"]["steps"] = 1
     recipe.write_text(yaml.safe_dump(settings))
     out = tmp_path / "run"
@@ -289,6 +292,10 @@ def test_two_processes_under_accelerate_keep_groups_whole(tiny: Path, tmp_path: 
     assert (out / "adapter_model.safetensors").exists()
     state = json.loads((out / "rl" / "checkpoint-1" / "trainer_state.json").read_text())
     assert state["global_step"] == 1
+    [step] = json.loads((out / "summary.json").read_text())["rl"]["steps"]
+    assert step["decision/rank_pairs"] >= 1, "a harmful and a benign group: refusing won one and lost the other"
+    ranked_losses = [entry["decision/rank_loss"] for entry in state["log_history"] if "decision/rank_loss" in entry]
+    assert len(ranked_losses) == 1 and ranked_losses[0] > 0
 
 
 def test_an_episode_with_no_reply_in_context_contributes_no_loss(tiny: Path) -> None:

@@ -108,7 +108,7 @@ class _Step:
     refused: list[bool]  # per play
     decisions: list[list[int]]  # per play, the completion positions of its decision tokens
     contexts: list[list[int]]  # per group, its first reply's context up to the decision
-    verdicts: list[float]  # per group, the judge's preference for its refusals (decision_rank.verdicts)
+    verdicts: list[float]  # per group, the judge's preference for its refusals (decision_rank.group_verdicts)
 
 
 class EpisodeRollout:
@@ -163,8 +163,9 @@ class EpisodeRollout:
         """The advantages TRL computed for the plays of the last call, balanced between the groups
         that pushed the decision to refuse up and down when ``rl.balance_decision`` asks for it,
         and per token (``width`` completion tokens per play) with ``rl.decision_weight`` on the
-        decision tokens (see :mod:`mosaic_gym.train.decision_balance`). The step's statistics are
-        recorded here, with both pushes."""
+        decision tokens (see :mod:`mosaic_gym.train.decision_balance`). With ``rl.decision_rank``
+        the groups' first-reply contexts wait here, by verdict, for the step's loss. The step's
+        statistics are recorded here, with both pushes."""
         import torch
 
         step = self._step
@@ -351,8 +352,10 @@ def run_grpo(
             sides = episodes.take_ranking()
             if sides is None or not sides.pairs:
                 return loss
+            # The module itself, not a distributed wrapper: one wrapped forward per backward.
+            policy = self.accelerator.unwrap_model(model)
             ranked = rank_loss(
-                decision_margins(model, sides.refusing, answers), decision_margins(model, sides.acting, answers)
+                decision_margins(policy, sides.refusing, answers), decision_margins(policy, sides.acting, answers)
             )
             episodes.note("decision/rank_loss", float(ranked.detach()))
             return loss + config.rl.decision_rank * ranked
