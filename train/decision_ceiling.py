@@ -33,11 +33,11 @@ from mosaic_gym import ToolEnv
 from mosaic_gym.agents.transcript import TranscriptBuilder
 from mosaic_gym.splits import SPLIT_CHOICES, TIER_CHOICES, SplitChoice, TierChoice
 from mosaic_gym.train.decision_rank import RankSides, decision_margins, rank_loss
-from mosaic_gym.train.demos import DECISION
 from mosaic_gym.train.refusal_odds import (
     add_model_arguments,
     answer_tokens,
     at_least_one,
+    decision_tokens,
     harmful_auc,
     mean_probability,
     refusal_logprobs,
@@ -84,7 +84,7 @@ def train_batches(
     harmful and the rest drawn from the other kinds; a ``label_noise`` share of labels flipped."""
     rng = np.random.default_rng(seed)
     transcripts = TranscriptBuilder(tokenizer)
-    question = transcripts.tokens(f"<think>{DECISION}")
+    question, _ = decision_tokens(tokenizer)
     pools: dict[bool, list[tuple[ToolEnv, str, str]]] = {True: [], False: []}
     for suite in envs:
         env = ToolEnv(suite, split="train", tier=tier)

@@ -84,7 +84,7 @@ def decision_tokens(tokenizer: Any) -> tuple[list[int], list[int]]:
 def answer_tokens(tokenizer: Any) -> tuple[int, int]:
     """The ids of " No" and " Yes" right after the question, as the demonstrations write them."""
     transcripts = TranscriptBuilder(tokenizer)
-    question = transcripts.tokens(f"<think>{DECISION}")
+    question, _ = decision_tokens(tokenizer)
     no, yes = (transcripts.tokens(f"<think>{DECISION} {word}")[len(question)] for word in ("No", "Yes"))
     if no == yes:
         raise ValueError(f"the tokenizer gives ' No' and ' Yes' the same first token after {DECISION!r}")

@@ -27,10 +27,16 @@ from typing import Any
 
 import numpy as np
 
-from mosaic_gym.agents.transcript import TranscriptBuilder
 from mosaic_gym.splits import TIER_CHOICES, SplitChoice, TierChoice
 from mosaic_gym.train.demos import DECISION
-from mosaic_gym.train.refusal_odds import add_model_arguments, first_replies, load_models, roc_auc
+from mosaic_gym.train.refusal_odds import (
+    add_model_arguments,
+    answer_tokens,
+    decision_tokens,
+    first_replies,
+    load_models,
+    roc_auc,
+)
 
 L2_PER_INSTANCE = 10.0  # ridge strength times the number of fitted instances: strong, as dimensions outnumber tasks
 RESAMPLES = 2000
@@ -51,9 +57,8 @@ def decision_states(
 ) -> DecisionStates:
     import torch
 
-    transcripts = TranscriptBuilder(tokenizer)
-    question = transcripts.tokens(f"<think>{DECISION}")
-    no = transcripts.tokens(f"<think>{DECISION} No")[len(question)]  # the decision's token, as refusal_odds reads it
+    question, _ = decision_tokens(tokenizer)
+    no, _ = answer_tokens(tokenizer)  # the decision's token, as refusal_odds reads it
     states, no_logprob, harmful, templates = [], [], [], []
     for tier in tiers:
         for instance in first_replies(tokenizer, envs, split, tier, seeds):
