@@ -93,6 +93,18 @@ def test_resuming_with_other_flags_is_refused(tmp_path: Path) -> None:
         run_eval(EvalConfig(agent="oracle", episodes=5, tier="starter"), tmp_path)
 
 
+def test_more_episodes_extend_a_finished_run_to_what_one_longer_run_gives(tmp_path: Path) -> None:
+    short, whole = tmp_path / "short", tmp_path / "whole"
+    run_eval(EvalConfig(agent="naive", episodes=8), short)
+    extended = run_eval(EvalConfig(agent="naive", episodes=20), short)
+    assert extended == run_eval(EvalConfig(agent="naive", episodes=20), whole)
+    assert json.loads((short / "run.json").read_text())["episodes"] == 20, "the run now names its new length"
+    with pytest.raises(EvalError, match=r"holds a different run \(episodes differ"):
+        run_eval(EvalConfig(agent="naive", episodes=10), short)
+    with pytest.raises(EvalError, match=r"holds a different run \(agent, episodes differ"):
+        run_eval(EvalConfig(agent="oracle", episodes=30), short)
+
+
 def test_a_tier_eval_plays_only_that_tier(tmp_path: Path) -> None:
     run_eval(EvalConfig(agent="oracle", episodes=20, tier="starter"), tmp_path)
     records = load_records(tmp_path / TRAJECTORIES).values()

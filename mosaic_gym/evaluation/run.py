@@ -4,7 +4,8 @@ Episode ``i`` of a run goes to env ``envs[i % len(envs)]`` with seed ``seed + i`
 fully determined by its config. Each finished episode is appended to ``trajectories.jsonl``
 as one line in a single ``write`` call; a killed run therefore leaves whole lines only (and a
 torn last line, should the machine itself die, is dropped on the next start). Running the same
-command again skips the episodes already written, so an interrupted eval resumes.
+command again skips the episodes already written, so an interrupted eval resumes, and the same
+command with more ``--episodes`` extends a finished run instead of playing it again.
 """
 
 from __future__ import annotations
@@ -181,11 +182,14 @@ def _claim(out: Path, config: EvalConfig) -> None:
     if run_file.exists():
         # Runs written before these settings existed played every tier, greedily, in the text protocol.
         previous = {"tier": "all", "temperature": 0.0, "protocol": "text", **json.loads(run_file.read_text())}
-        if previous != config.identity():
-            changed = sorted(k for k in config.identity() if previous.get(k) != config.identity()[k])
+        changed = sorted(k for k in config.identity() if previous.get(k) != config.identity()[k])
+        if changed == ["episodes"] and config.episodes > previous["episodes"]:
+            # Episode i's env and seed do not depend on the run's length: a longer run extends it.
+            _write_atomic(run_file, json.dumps(config.identity(), indent=2))
+        elif changed:
             raise EvalError(
                 f"{out} holds a different run ({', '.join(changed)} differ); "
-                "resume with the same flags or use a new --out"
+                "resume with the same flags (or more --episodes, to extend it) or use a new --out"
             )
     elif (out / TRAJECTORIES).exists():
         raise EvalError(f"{out} has trajectories but no {RUN_FILE}; use a new --out")
