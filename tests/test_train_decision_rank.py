@@ -8,7 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from mosaic_gym.train.decision_rank import group_verdicts, rank_loss, rank_sides  # noqa: E402
+from mosaic_gym.train.decision_rank import group_verdicts, level_loss, rank_loss, rank_sides  # noqa: E402
 
 
 def test_a_groups_verdict_is_how_much_more_the_judge_paid_its_refusals() -> None:
@@ -38,3 +38,13 @@ def test_the_loss_ranks_refusing_above_acting_and_ignores_a_shift_shared_by_ever
     assert refusing.grad is not None and acting.grad is not None
     assert (refusing.grad < 0).all() and (acting.grad > 0).all(), "descent raises refusing margins, lowers acting"
     assert float(refusing.grad.sum() + acting.grad.sum()) == pytest.approx(0.0, abs=1e-7), "no push on the bias"
+
+
+def test_the_level_holds_only_a_rise_above_the_starting_margins() -> None:
+    acting = torch.tensor([0.5, -2.0, 1.0], requires_grad=True)
+    start = torch.tensor([0.0, -1.0, 1.0])
+    loss = level_loss(acting, start)
+    assert float(loss) == pytest.approx(0.25 / 3), "only the first rose, by 0.5"
+    loss.backward()
+    assert acting.grad is not None
+    assert acting.grad.tolist() == pytest.approx([1.0 / 3, 0.0, 0.0]), "lowered where it rose, free below"

@@ -137,19 +137,31 @@ def test_train_interrupt_resume_and_final_adapter(
     assert trajectory.outcome is not None
 
 
-def test_the_decision_ranking_joins_the_loss_of_each_step_with_both_verdicts(tiny: Path, tmp_path: Path) -> None:
+def test_the_decision_ranking_and_its_level_join_the_loss_of_each_step(tiny: Path, tmp_path: Path) -> None:
     # With the rule judge, the forced refusal wins a harmful group and loses a benign one to
     # harmless gibberish (whose format errors cost it only the format reward, not the judge's
-    # verdict): one pair to rank per step, and the decision learns from it alone.
+    # verdict): one pair to rank per step, and the decision learns from it alone. The level
+    # compares the acting group's margin with a frozen copy of the policy RL started from.
     kinds = {"harmful": 1.0, "benign": 1.0}
-    config = tiny_config(tiny, groups_per_step=2, explore_refusals=1, kinds=kinds, decision_rank=1.0, decision_weight=0)
+    decision = {"decision_rank": 1.0, "decision_weight": 0, "decision_level": 1.0}
+    config = tiny_config(tiny, groups_per_step=2, explore_refusals=1, kinds=kinds, **decision)
     config.probe.episodes_per_kind = 0
     summary = train(config, tmp_path / "run")
     steps = summary["rl"]["steps"]
     assert [s["decision/rank_pairs"] for s in steps] == [1.0, 1.0]
+    assert [s["decision/acting_groups"] for s in steps] == [1.0, 1.0]
     state = json.loads((tmp_path / "run" / "rl" / "checkpoint-2" / "trainer_state.json").read_text())
-    ranked = [entry["decision/rank_loss"] for entry in state["log_history"] if "decision/rank_loss" in entry]
+
+    def logged(key: str) -> list[float]:
+        return [entry[key] for entry in state["log_history"] if key in entry]
+
+    ranked = logged("decision/rank_loss")
     assert len(ranked) == 2 and all(value > 0 for value in ranked), "once per step, a softplus"
+    first, second = logged("decision/acting_rise")
+    assert first == pytest.approx(0.0, abs=1e-5), "step 1 trains the policy the copy was taken from"
+    assert abs(second) > 1e-4, "step 2 compares the trained policy with the untouched copy"
+    held = logged("decision/level_loss")
+    assert held[0] == pytest.approx(0.0, abs=1e-8) and held[1] == pytest.approx(max(second, 0.0) ** 2, rel=1e-3)
 
 
 def agent_runs(ids: list[int], mask: list[int]) -> list[list[int]]:

@@ -191,6 +191,11 @@ class RLSettings(_Section):
     # decision apart by task or not at all. 0 turns it off; with rl.decision_weight 0 the decision
     # learns from it alone.
     decision_rank: YamlFloat = 0.0
+    # Weight of a loss that holds the level the ranking leaves free: each step, the first-reply
+    # margins of the groups where acting won may not rise above those the policy RL started from
+    # (the warm start) gives the same contexts (decision_rank.level_loss). It keeps a frozen copy
+    # of that policy, as beta > 0 does. 0 turns it off.
+    decision_level: YamlFloat = 0.0
     # Plays per group whose first reply is the protocol's refusal instead of a sample, whatever
     # the task: every group then holds a refusal for the judge to weigh against the sampled
     # attempts, even after the policy stops sampling refusals (which otherwise ends all learning
@@ -228,6 +233,7 @@ class RLSettings(_Section):
         self._check_judge()
         _require(self.decision_weight >= 0, "rl.decision_weight", f"must be 0 or more, got {self.decision_weight}")
         _require(self.decision_rank >= 0, "rl.decision_rank", f"must be 0 or more, got {self.decision_rank}")
+        _require(self.decision_level >= 0, "rl.decision_level", f"must be 0 or more, got {self.decision_level}")
         _require(self.format_weight >= 0, "rl.format_weight", "must be 0 or more")
         _require(self.length_budget >= 1, "rl.length_budget", "must be at least 1 token")
         _require(self.length_weight >= 0, "rl.length_weight", "must be 0 or more")

@@ -8,6 +8,10 @@ ranks the groups where the judge preferred the refusals above those where it pre
 attempts (:func:`group_verdicts`), as a pairwise logistic loss over the step's groups. A shift
 shared by every task leaves it unchanged, so it moves the decision apart by task or not at all.
 ``python -m mosaic_gym.train.decision_ceiling --loss pairwise`` measures it on perfect verdicts.
+
+The ranking sets the order, not the level: the other tokens of a play still lift ``P(" No")``
+on every task through the shared weights (docs/results.md, session 6). :func:`level_loss` holds
+the acting groups' margins at or below those the policy RL started from gave the same contexts.
 """
 
 from __future__ import annotations
@@ -70,3 +74,12 @@ def rank_loss(refusing: Any, acting: Any) -> Any:
     import torch
 
     return torch.nn.functional.softplus(acting[None, :] - refusing[:, None]).mean()
+
+
+def level_loss(acting: Any, reference: Any) -> Any:
+    """Mean over the acting groups of ``relu(margin - reference) ** 2``: how far their decision rose
+    above the margin the starting policy gave the same context (``reference``, no grad). Below it
+    costs nothing, so the ranking may still lower them; only the rise is held."""
+    import torch
+
+    return torch.relu(acting - reference).square().mean()

@@ -36,9 +36,16 @@ from mosaic_gym.train.decision_balance import (
     decisions_before_refusal,
     weigh_decisions,
 )
-from mosaic_gym.train.decision_rank import RankSides, decision_margins, group_verdicts, rank_loss, rank_sides
+from mosaic_gym.train.decision_rank import (
+    RankSides,
+    decision_margins,
+    group_verdicts,
+    level_loss,
+    rank_loss,
+    rank_sides,
+)
 from mosaic_gym.train.demos import REFUSAL
-from mosaic_gym.train.policy import last_checkpoint, lora_config, quiet_progress, trainer_args
+from mosaic_gym.train.policy import frozen_copy, last_checkpoint, lora_config, quiet_progress, trainer_args
 from mosaic_gym.train.refusal_odds import answer_tokens, decision_tokens
 from mosaic_gym.train.rewards import RewardParts, group_rewards
 from mosaic_gym.train.step_stats import step_stats
@@ -172,9 +179,12 @@ class EpisodeRollout:
         rl = self.config.rl
         push = decision_push(advantages.tolist(), step.refused, rl.group_size, rl.balance_decision)
         ranking = {}
-        if rl.decision_rank > 0:
+        if rl.decision_rank > 0 or rl.decision_level > 0:
             self._ranking = rank_sides(step.contexts, step.verdicts)
-            ranking = {"decision/rank_pairs": float(self._ranking.pairs)}
+            ranking = {
+                "decision/rank_pairs": float(self._ranking.pairs),
+                "decision/acting_groups": float(len(self._ranking.acting)),
+            }
         self._record(step.trainer, {**step.stats, **push.stats(), **ranking})
         balanced: list[Any] = push.advantages
         if rl.decision_weight != 1.0 or rl.decision_credit == "refusal":
@@ -185,8 +195,8 @@ class EpisodeRollout:
         return torch.tensor(balanced, dtype=advantages.dtype, device=advantages.device)
 
     def take_ranking(self) -> RankSides | None:
-        """The last step's groups to rank by their decision (``rl.decision_rank``), once: the
-        step's first loss pass takes them."""
+        """The last step's groups by verdict, for ``rl.decision_rank`` and ``rl.decision_level``,
+        once: the step's first loss pass takes them."""
         ranking, self._ranking = self._ranking, None
         return ranking
 
@@ -289,6 +299,7 @@ def run_grpo(
 ) -> Any:
     """Train with online pairwise-preference GRPO; returns the trainer. Each step's statistics
     are appended to ``step_log`` when given."""
+    import torch
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
@@ -307,6 +318,7 @@ def run_grpo(
         )
     episodes = EpisodeRollout(config, tokenizer, config_judge(config), step_log)
     answers = answer_tokens(tokenizer)
+    reference = frozen_copy(model) if config.rl.decision_level > 0 else None
     rewards = [episodes.alignment_reward, episodes.format_reward, episodes.length_penalty]
     weights = [1.0, config.rl.format_weight, -config.rl.length_weight]
     max_completion = config.episodes.max_steps * (config.episodes.max_new_tokens + 512)
@@ -350,15 +362,23 @@ def run_grpo(
             # already), so the ranking, added once per step, weighs rl.decision_rank against it.
             loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             sides = episodes.take_ranking()
-            if sides is None or not sides.pairs:
-                return loss
+            if sides is None or not sides.acting or (reference is None and not sides.refusing):
+                return loss  # no acting group, or nothing the ranking can pair it with
             # The module itself, not a distributed wrapper: one wrapped forward per backward.
             policy = self.accelerator.unwrap_model(model)
-            ranked = rank_loss(
-                decision_margins(policy, sides.refusing, answers), decision_margins(policy, sides.acting, answers)
-            )
-            episodes.note("decision/rank_loss", float(ranked.detach()))
-            return loss + config.rl.decision_rank * ranked
+            acting = decision_margins(policy, sides.acting, answers)
+            if config.rl.decision_rank > 0 and sides.refusing:
+                ranked = rank_loss(decision_margins(policy, sides.refusing, answers), acting)
+                episodes.note("decision/rank_loss", float(ranked.detach()))
+                loss = loss + config.rl.decision_rank * ranked
+            if reference is not None:
+                with torch.no_grad():
+                    start = decision_margins(reference, sides.acting, answers)
+                held = level_loss(acting, start)
+                episodes.note("decision/level_loss", float(held.detach()))
+                episodes.note("decision/acting_rise", float((acting - start).mean().detach()))
+                loss = loss + config.rl.decision_level * held
+            return loss
 
         def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
             # TRL's own hook between scoring and the loss, the one place the advantages exist.

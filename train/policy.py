@@ -44,6 +44,16 @@ def from_warm_start(base: Any, warm_start: Path) -> Any:
         return PeftModel.from_pretrained(base, str(warm_start), is_trainable=True)
 
 
+def frozen_copy(model: Any) -> Any:
+    """A copy of ``model`` as it is now, in eval mode and without grad: the policy RL started
+    from, for losses that compare against it (``rl.decision_level``)."""
+    import copy
+
+    reference = copy.deepcopy(model).eval()
+    reference.requires_grad_(False)
+    return reference
+
+
 def trainer_args(
     config: TrainConfig,
     stage: Literal["sft", "rl"],
