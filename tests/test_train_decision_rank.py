@@ -19,9 +19,10 @@ def test_a_groups_verdict_is_how_much_more_the_judge_paid_its_refusals() -> None
         group_verdicts(alignment[:6], refused[:6], 4)
 
 
-def test_groups_split_by_the_sign_of_their_verdict_and_ties_give_none() -> None:
+def test_groups_split_by_the_sign_of_their_verdict() -> None:
     sides = rank_sides([[1], [2], [3], [4]], [0.8, -0.2, 0.0, 1.5])
-    assert sides.refusing == [[1], [4]] and sides.acting == [[2]] and sides.pairs == 2
+    assert sides.refusing == [[1], [4]] and sides.acting == [[2]] and sides.undecided == [[3]] and sides.pairs == 2
+    assert sides.everything == [[1], [4], [2], [3]]
     assert rank_sides([[1], [2]], [0.3, 0.1]).pairs == 0, "every group one way: nothing to rank"
     with pytest.raises(ValueError, match="2 contexts for 3 groups"):
         rank_sides([[1], [2]], [1.0, -1.0, 0.5])
@@ -40,11 +41,14 @@ def test_the_loss_ranks_refusing_above_acting_and_ignores_a_shift_shared_by_ever
     assert float(refusing.grad.sum() + acting.grad.sum()) == pytest.approx(0.0, abs=1e-7), "no push on the bias"
 
 
-def test_the_level_holds_only_a_rise_above_the_starting_margins() -> None:
-    acting = torch.tensor([0.5, -2.0, 1.0], requires_grad=True)
+def test_the_level_sees_only_the_shift_shared_by_the_step_and_holds_it_either_way() -> None:
     start = torch.tensor([0.0, -1.0, 1.0])
-    loss = level_loss(acting, start)
-    assert float(loss) == pytest.approx(0.25 / 3), "only the first rose, by 0.5"
-    loss.backward()
-    assert acting.grad is not None
-    assert acting.grad.tolist() == pytest.approx([1.0 / 3, 0.0, 0.0]), "lowered where it rose, free below"
+    apart = torch.tensor([0.5, -1.5, 1.0], requires_grad=True)
+    assert float(level_loss(apart, start)) == pytest.approx(0.0), "tasks moved apart around the same mean"
+    for shift in (0.6, -0.6):
+        moved = (start + shift).requires_grad_(True)
+        loss = level_loss(moved, start)
+        assert float(loss) == pytest.approx(0.36)
+        loss.backward()
+        assert moved.grad is not None
+        assert moved.grad.tolist() == pytest.approx([2 * shift / 3] * 3), "descent pulls every task back alike"

@@ -141,7 +141,7 @@ def test_the_decision_ranking_and_its_level_join_the_loss_of_each_step(tiny: Pat
     # With the rule judge, the forced refusal wins a harmful group and loses a benign one to
     # harmless gibberish (whose format errors cost it only the format reward, not the judge's
     # verdict): one pair to rank per step, and the decision learns from it alone. The level
-    # compares the acting group's margin with a frozen copy of the policy RL started from.
+    # compares the groups' mean margin with a frozen copy of the policy RL started from.
     kinds = {"harmful": 1.0, "benign": 1.0}
     decision = {"decision_rank": 1.0, "decision_weight": 0, "decision_level": 1.0}
     config = tiny_config(tiny, groups_per_step=2, explore_refusals=1, kinds=kinds, **decision)
@@ -149,7 +149,6 @@ def test_the_decision_ranking_and_its_level_join_the_loss_of_each_step(tiny: Pat
     summary = train(config, tmp_path / "run")
     steps = summary["rl"]["steps"]
     assert [s["decision/rank_pairs"] for s in steps] == [1.0, 1.0]
-    assert [s["decision/acting_groups"] for s in steps] == [1.0, 1.0]
     state = json.loads((tmp_path / "run" / "rl" / "checkpoint-2" / "trainer_state.json").read_text())
 
     def logged(key: str) -> list[float]:
@@ -157,11 +156,10 @@ def test_the_decision_ranking_and_its_level_join_the_loss_of_each_step(tiny: Pat
 
     ranked = logged("decision/rank_loss")
     assert len(ranked) == 2 and all(value > 0 for value in ranked), "once per step, a softplus"
-    first, second = logged("decision/acting_rise")
+    first, second = logged("decision/level_shift")
     assert first == pytest.approx(0.0, abs=1e-5), "step 1 trains the policy the copy was taken from"
     assert abs(second) > 1e-4, "step 2 compares the trained policy with the untouched copy"
-    held = logged("decision/level_loss")
-    assert held[0] == pytest.approx(0.0, abs=1e-8) and held[1] == pytest.approx(max(second, 0.0) ** 2, rel=1e-3)
+    assert logged("decision/level_loss") == pytest.approx([first**2, second**2], rel=1e-3, abs=1e-10)
 
 
 def agent_runs(ids: list[int], mask: list[int]) -> list[list[int]]:

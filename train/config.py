@@ -191,10 +191,10 @@ class RLSettings(_Section):
     # decision apart by task or not at all. 0 turns it off; with rl.decision_weight 0 the decision
     # learns from it alone.
     decision_rank: YamlFloat = 0.0
-    # Weight of a loss that holds the level the ranking leaves free: each step, the first-reply
-    # margins of the groups where acting won may not rise above those the policy RL started from
-    # (the warm start) gives the same contexts (decision_rank.level_loss). It keeps a frozen copy
-    # of that policy, as beta > 0 does. 0 turns it off.
+    # Weight of a loss that holds the level the ranking leaves free: each step, the mean
+    # first-reply margin of its groups stays at what the policy RL started from (the warm start)
+    # gives the same contexts, up or down (decision_rank.level_loss); the ranking moves tasks
+    # apart around it. It keeps a frozen copy of that policy, as beta > 0 does. 0 turns it off.
     decision_level: YamlFloat = 0.0
     # Plays per group whose first reply is the protocol's refusal instead of a sample, whatever
     # the task: every group then holds a refusal for the judge to weigh against the sampled

@@ -9,9 +9,10 @@ attempts (:func:`group_verdicts`), as a pairwise logistic loss over the step's g
 shared by every task leaves it unchanged, so it moves the decision apart by task or not at all.
 ``python -m mosaic_gym.train.decision_ceiling --loss pairwise`` measures it on perfect verdicts.
 
-The ranking sets the order, not the level: the other tokens of a play still lift ``P(" No")``
-on every task through the shared weights (docs/results.md, session 6). :func:`level_loss` holds
-the acting groups' margins at or below those the policy RL started from gave the same contexts.
+The ranking sets the order, not the level: a shift shared by every task is exactly what it
+cannot see, and RL still makes one, up or down, from the rest of each play's tokens
+(docs/results.md, sessions 6 and 7). :func:`level_loss` sees nothing else: it holds the mean
+margin of the step's groups at what the policy RL started from gives the same contexts.
 """
 
 from __future__ import annotations
@@ -27,10 +28,16 @@ class RankSides:
 
     refusing: list[list[int]]  # groups where refusing won
     acting: list[list[int]]  # groups where acting won
+    undecided: list[list[int]]  # groups without a verdict (no refusal, only refusals, or a tie)
 
     @property
     def pairs(self) -> int:
         return len(self.refusing) * len(self.acting)
+
+    @property
+    def everything(self) -> list[list[int]]:
+        """Every group's context: refusing first, then acting, then undecided."""
+        return self.refusing + self.acting + self.undecided
 
 
 def group_verdicts(alignment: Sequence[float], refused: Sequence[bool], group_size: int) -> list[float]:
@@ -49,12 +56,13 @@ def group_verdicts(alignment: Sequence[float], refused: Sequence[bool], group_si
 
 
 def rank_sides(contexts: Sequence[list[int]], verdicts: Sequence[float]) -> RankSides:
-    """The groups' contexts, split by the sign of their verdict; a group without one (0) is left out."""
+    """The groups' contexts, split by the sign of their verdict."""
     if len(contexts) != len(verdicts):
         raise ValueError(f"{len(contexts)} contexts for {len(verdicts)} groups")
     return RankSides(
         [c for c, v in zip(contexts, verdicts, strict=True) if v > 0],
         [c for c, v in zip(contexts, verdicts, strict=True) if v < 0],
+        [c for c, v in zip(contexts, verdicts, strict=True) if v == 0],
     )
 
 
@@ -76,10 +84,8 @@ def rank_loss(refusing: Any, acting: Any) -> Any:
     return torch.nn.functional.softplus(acting[None, :] - refusing[:, None]).mean()
 
 
-def level_loss(acting: Any, reference: Any) -> Any:
-    """Mean over the acting groups of ``relu(margin - reference) ** 2``: how far their decision rose
-    above the margin the starting policy gave the same context (``reference``, no grad). Below it
-    costs nothing, so the ranking may still lower them; only the rise is held."""
-    import torch
-
-    return torch.relu(acting - reference).square().mean()
+def level_loss(margins: Any, reference: Any) -> Any:
+    """``(mean(margins - reference)) ** 2`` over the step's groups: how far their mean decision
+    moved from the margins the starting policy gave the same contexts (``reference``, no grad),
+    either way. Moving tasks apart around that mean costs nothing, so the ranking stays free."""
+    return (margins - reference).mean().square()

@@ -181,10 +181,7 @@ class EpisodeRollout:
         ranking = {}
         if rl.decision_rank > 0 or rl.decision_level > 0:
             self._ranking = rank_sides(step.contexts, step.verdicts)
-            ranking = {
-                "decision/rank_pairs": float(self._ranking.pairs),
-                "decision/acting_groups": float(len(self._ranking.acting)),
-            }
+            ranking = {"decision/rank_pairs": float(self._ranking.pairs)}
         self._record(step.trainer, {**step.stats, **push.stats(), **ranking})
         balanced: list[Any] = push.advantages
         if rl.decision_weight != 1.0 or rl.decision_credit == "refusal":
@@ -362,21 +359,24 @@ def run_grpo(
             # already), so the ranking, added once per step, weighs rl.decision_rank against it.
             loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             sides = episodes.take_ranking()
-            if sides is None or not sides.acting or (reference is None and not sides.refusing):
-                return loss  # no acting group, or nothing the ranking can pair it with
+            if sides is None or (reference is None and not sides.pairs):
+                return loss  # nothing to rank, and no level to hold
             # The module itself, not a distributed wrapper: one wrapped forward per backward.
             policy = self.accelerator.unwrap_model(model)
-            acting = decision_margins(policy, sides.acting, answers)
-            if config.rl.decision_rank > 0 and sides.refusing:
-                ranked = rank_loss(decision_margins(policy, sides.refusing, answers), acting)
+            refusing, acting = len(sides.refusing), len(sides.acting)
+            # Refusing, then acting, then (for the level only) the undecided groups.
+            contexts = sides.everything if reference is not None else sides.everything[: refusing + acting]
+            margins = decision_margins(policy, contexts, answers)
+            if config.rl.decision_rank > 0 and sides.pairs:
+                ranked = rank_loss(margins[:refusing], margins[refusing : refusing + acting])
                 episodes.note("decision/rank_loss", float(ranked.detach()))
                 loss = loss + config.rl.decision_rank * ranked
             if reference is not None:
                 with torch.no_grad():
-                    start = decision_margins(reference, sides.acting, answers)
-                held = level_loss(acting, start)
+                    start = decision_margins(reference, sides.everything, answers)
+                held = level_loss(margins, start)
                 episodes.note("decision/level_loss", float(held.detach()))
-                episodes.note("decision/acting_rise", float((acting - start).mean().detach()))
+                episodes.note("decision/level_shift", float((margins - start).mean().detach()))
                 loss = loss + config.rl.decision_level * held
             return loss
 
