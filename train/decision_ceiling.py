@@ -131,7 +131,8 @@ def decision_step(
             total += float(value.detach())
         optimiser.step()
         return total
-    sides = RankSides([item.ids for item in batch if item.refuse], [item.ids for item in batch if not item.refuse])
+    refusing, acting = [item.ids for item in batch if item.refuse], [item.ids for item in batch if not item.refuse]
+    sides = RankSides(refusing, acting, undecided=[])  # perfect labels: every instance has a verdict
     if not sides.pairs:
         return math.nan
     ranked = rank_loss(decision_margins(model, sides.refusing, answers), decision_margins(model, sides.acting, answers))
