@@ -356,7 +356,8 @@ def run_grpo(
             self, model: Any, inputs: Any, return_outputs: bool = False, num_items_in_batch: Any = None
         ) -> Any:
             # TRL's loss for the step is the sum over its loss passes (scaled for accumulation
-            # already), so the ranking, added once per step, weighs rl.decision_rank against it.
+            # already), so the ranking and the level, added once per step, weigh
+            # rl.decision_rank and rl.decision_level against it.
             loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             sides = episodes.take_ranking()
             if sides is None or (reference is None and not sides.pairs):
