@@ -150,16 +150,17 @@ def test_the_decision_ranking_and_its_level_join_the_loss_of_each_step(tiny: Pat
     steps = summary["rl"]["steps"]
     assert [s["decision/rank_pairs"] for s in steps] == [1.0, 1.0]
     state = json.loads((tmp_path / "run" / "rl" / "checkpoint-2" / "trainer_state.json").read_text())
-
-    def logged(key: str) -> list[float]:
-        return [entry[key] for entry in state["log_history"] if key in entry]
-
-    ranked = logged("decision/rank_loss")
+    ranked = logged(state, "decision/rank_loss")
     assert len(ranked) == 2 and all(value > 0 for value in ranked), "once per step, a softplus"
-    first, second = logged("decision/level_shift")
+    first, second = logged(state, "decision/level_shift")
     assert first == pytest.approx(0.0, abs=1e-5), "step 1 trains the policy the copy was taken from"
     assert abs(second) > 1e-4, "step 2 compares the trained policy with the untouched copy"
-    assert logged("decision/level_loss") == pytest.approx([first**2, second**2], rel=1e-3, abs=1e-10)
+    assert logged(state, "decision/level_loss") == pytest.approx([first**2, second**2], rel=1e-3, abs=1e-10)
+
+
+def logged(state: dict[str, Any], key: str) -> list[float]:
+    """Every value of ``key`` in a checkpoint's ``trainer_state.json`` log history, in order."""
+    return [entry[key] for entry in state["log_history"] if key in entry]
 
 
 def agent_runs(ids: list[int], mask: list[int]) -> list[list[int]]:
@@ -304,7 +305,7 @@ def test_two_processes_under_accelerate_keep_groups_whole(tiny: Path, tmp_path: 
     assert state["global_step"] == 1
     [step] = json.loads((out / "summary.json").read_text())["rl"]["steps"]
     assert step["decision/rank_pairs"] >= 1, "a harmful and a benign group: refusing won one and lost the other"
-    ranked_losses = [entry["decision/rank_loss"] for entry in state["log_history"] if "decision/rank_loss" in entry]
+    ranked_losses = logged(state, "decision/rank_loss")
     assert len(ranked_losses) == 1 and ranked_losses[0] > 0
 
 

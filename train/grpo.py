@@ -171,7 +171,8 @@ class EpisodeRollout:
         that pushed the decision to refuse up and down when ``rl.balance_decision`` asks for it,
         and per token (``width`` completion tokens per play) with ``rl.decision_weight`` on the
         decision tokens (see :mod:`mosaic_gym.train.decision_balance`). With ``rl.decision_rank``
-        the groups' first-reply contexts wait here, by verdict, for the step's loss. The step's
+        or ``rl.decision_level`` the groups' first-reply contexts wait here, by verdict, for the
+        step's loss. The step's
         statistics are recorded here, with both pushes."""
         import torch
 
@@ -366,7 +367,7 @@ def run_grpo(
             policy = self.accelerator.unwrap_model(model)
             refusing, acting = len(sides.refusing), len(sides.acting)
             # Refusing, then acting, then (for the level only) the undecided groups.
-            contexts = sides.everything if reference is not None else sides.everything[: refusing + acting]
+            contexts = sides.everything if reference is not None else sides.refusing + sides.acting
             margins = decision_margins(policy, contexts, answers)
             if config.rl.decision_rank > 0 and sides.pairs:
                 ranked = rank_loss(margins[:refusing], margins[refusing : refusing + acting])
@@ -374,7 +375,7 @@ def run_grpo(
                 loss = loss + config.rl.decision_rank * ranked
             if reference is not None:
                 with torch.no_grad():
-                    start = decision_margins(reference, sides.everything, answers)
+                    start = decision_margins(reference, contexts, answers)
                 held = level_loss(margins, start)
                 episodes.note("decision/level_loss", float(held.detach()))
                 episodes.note("decision/level_shift", float((margins - start).mean().detach()))
