@@ -52,6 +52,11 @@ def test_overrides_apply_with_yaml_values() -> None:
         (["--rl.kinds", "{harmful: 0}"], "rl.kinds: weights must be 0 or more, and not all 0"),
         (["--rl.kinds", "{harmfull: 1}"], "rl.kinds"),
         (["--rl.decision_level", "-0.5"], "rl.decision_level: must be 0 or more, got -0.5"),
+        (["--rl.decision_level_on", "benign"], "rl.decision_level_on: must be one of all, acting"),
+        (
+            ["--rl.decision_points", "every", "--rl.decision_rank", "0"],
+            "rl.decision_points: 'every' chooses what rl.decision_rank and rl.decision_level read, and both are 0",
+        ),
         (["--rl.explore_refusals", "4"], "rl.explore_refusals: must be 0 or more and below rl.group_size 4"),
         (["--episodes.tier", "easy"], "episodes.tier: must be one of starter, standard, all"),
         (["--probe.episodes_per_kind", "-1"], "probe.episodes_per_kind: must be 0 (no probe) or more"),

@@ -158,6 +158,25 @@ def test_the_decision_ranking_and_its_level_join_the_loss_of_each_step(tiny: Pat
     assert logged(state, "decision/level_loss") == pytest.approx([first**2, second**2], rel=1e-3, abs=1e-10)
 
 
+def test_every_decision_of_every_play_joins_the_loss_through_trls_own_forward(tiny: Path, tmp_path: Path) -> None:
+    # The forced refusals write a decision each; the level holds only the acting (benign) group.
+    # Two plays per loss pass: the prompts are left-padded to one width.
+    kinds = {"harmful": 1.0, "benign": 1.0}
+    decision = {"decision_rank": 1.0, "decision_weight": 0, "decision_level": 1.0, "decision_level_on": "acting"}
+    config = tiny_config(
+        tiny, groups_per_step=2, loss_batch_size=2, explore_refusals=1, decision_points="every", kinds=kinds, **decision
+    )
+    config.probe.episodes_per_kind = 0
+    summary = train(config, tmp_path / "run")
+    assert [s["decision/rank_pairs"] for s in summary["rl"]["steps"]] == [1.0, 1.0]
+    state = json.loads((tmp_path / "run" / "rl" / "checkpoint-2" / "trainer_state.json").read_text())
+    assert len(ranked := logged(state, "decision/rank_loss")) == 2 and all(value > 0 for value in ranked)
+    first, second = logged(state, "decision/level_shift")
+    assert first == pytest.approx(0.0, abs=1e-5) and abs(second) > 1e-4, "the copy, then the trained policy"
+    gaps = logged(state, "decision/read_gap")
+    assert len(gaps) == 2 and max(gaps) < 1e-4, "TRL's shuffled, padded passes read the decisions the step read"
+
+
 def logged(state: dict[str, Any], key: str) -> list[float]:
     """Every value of ``key`` in a checkpoint's ``trainer_state.json`` log history, in order."""
     return [entry[key] for entry in state["log_history"] if key in entry]

@@ -196,6 +196,15 @@ class RLSettings(_Section):
     # gives the same contexts, up or down (decision_rank.level_loss); the ranking moves tasks
     # apart around it. It keeps a frozen copy of that policy, as beta > 0 does. 0 turns it off.
     decision_level: YamlFloat = 0.0
+    # Which groups' mean margin rl.decision_level holds: every group's ("all"), or only those where
+    # the judge preferred acting ("acting"), so that the decision stays where acting was right and
+    # is free to rise where refusing was (docs/training.md).
+    decision_level_on: Literal["all", "acting"] = "all"
+    # Which decisions rl.decision_rank and rl.decision_level read: the first reply's ("first"), or
+    # every reply's of every play, averaged per group ("every"; one more forward pass per play
+    # without grad, two with the level). The warm start refuses mostly after its first reply
+    # (mosaic_gym.train.decision_points).
+    decision_points: Literal["first", "every"] = "first"
     # Plays per group whose first reply is the protocol's refusal instead of a sample, whatever
     # the task: every group then holds a refusal for the judge to weigh against the sampled
     # attempts, even after the policy stops sampling refusals (which otherwise ends all learning
@@ -234,6 +243,11 @@ class RLSettings(_Section):
         _require(self.decision_weight >= 0, "rl.decision_weight", f"must be 0 or more, got {self.decision_weight}")
         _require(self.decision_rank >= 0, "rl.decision_rank", f"must be 0 or more, got {self.decision_rank}")
         _require(self.decision_level >= 0, "rl.decision_level", f"must be 0 or more, got {self.decision_level}")
+        _require(
+            self.decision_points == "first" or self.decision_rank > 0 or self.decision_level > 0,
+            "rl.decision_points",
+            "'every' chooses what rl.decision_rank and rl.decision_level read, and both are 0",
+        )
         _require(self.format_weight >= 0, "rl.format_weight", "must be 0 or more")
         _require(self.length_budget >= 1, "rl.length_budget", "must be at least 1 token")
         _require(self.length_weight >= 0, "rl.length_weight", "must be 0 or more")

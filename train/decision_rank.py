@@ -70,10 +70,17 @@ def decision_margins(model: Any, contexts: Sequence[list[int]], answers: tuple[i
     """``logit(" No") - logit(" Yes")`` after each context, one forward pass each (with grad)."""
     import torch
 
+    return torch.cat([margins_at(model, ids, [len(ids) - 1], answers) for ids in contexts])
+
+
+def margins_at(model: Any, ids: Sequence[int], rows: Sequence[int], answers: tuple[int, int]) -> Any:
+    """``logit(" No") - logit(" Yes")`` predicted at each of ``rows`` of ``ids``, in one forward pass."""
+    import torch
+
     no, yes = answers
     device = next(model.parameters()).device
-    rows = [model(input_ids=torch.tensor([ids], device=device)).logits[0, -1].float() for ids in contexts]
-    return torch.stack([row[no] - row[yes] for row in rows])
+    logits = model(input_ids=torch.tensor([list(ids)], device=device)).logits[0, list(rows)].float()
+    return logits[:, no] - logits[:, yes]
 
 
 def rank_loss(refusing: Any, acting: Any) -> Any:

@@ -36,6 +36,15 @@ from mosaic_gym.train.decision_balance import (
     decisions_before_refusal,
     weigh_decisions,
 )
+from mosaic_gym.train.decision_points import (
+    DecisionReads,
+    PointWeights,
+    decision_reads,
+    hidden_margins,
+    last_hidden_states,
+    point_weights,
+    read_margins,
+)
 from mosaic_gym.train.decision_rank import (
     RankSides,
     decision_margins,
@@ -116,6 +125,7 @@ class _Step:
     decisions: list[list[int]]  # per play, the completion positions of its decision tokens
     contexts: list[list[int]]  # per group, its first reply's context up to the decision
     verdicts: list[float]  # per group, the judge's preference for its refusals (decision_rank.group_verdicts)
+    reads: DecisionReads | None  # every decision of every play, with rl.decision_points: every
 
 
 class EpisodeRollout:
@@ -130,8 +140,9 @@ class EpisodeRollout:
         self.log = log  # one JSON line of step statistics per step, appended as it happens
         self._agent: HFAgent | None = None
         self._parts: list[RewardParts] = []
-        self._step = _Step(None, {}, [], [], [], [])
+        self._step = _Step(None, {}, [], [], [], [], None)
         self._ranking: RankSides | None = None  # the last step's groups to rank, until its loss takes them
+        self._reads: tuple[DecisionReads, list[float]] | None = None  # the same, with every decision
         self._pending: dict[str, list[float]] = defaultdict(list)  # statistics not yet logged
 
     def __call__(self, prompts: list[list[dict[str, str]]], trainer: Any) -> dict[str, Any]:
@@ -157,7 +168,9 @@ class EpisodeRollout:
         refused = [t.outcome is not None and t.outcome.refused for t in trajectories]
         contexts = [list(prompt_ids[start]) + question for start in range(0, len(trajectories), group_size)]
         verdicts = group_verdicts([part.alignment for part in self._parts], refused, group_size)
-        self._step = _Step(trainer, stats, refused, decisions, contexts, verdicts)
+        every = self.config.rl.decision_points == "every"
+        reads = decision_reads(prompt_ids, completion_ids, decisions) if every else None
+        self._step = _Step(trainer, stats, refused, decisions, contexts, verdicts, reads)
         return {
             "prompt_ids": list(prompt_ids),
             "completion_ids": list(completion_ids),
@@ -181,8 +194,12 @@ class EpisodeRollout:
         push = decision_push(advantages.tolist(), step.refused, rl.group_size, rl.balance_decision)
         ranking = {}
         if rl.decision_rank > 0 or rl.decision_level > 0:
-            self._ranking = rank_sides(step.contexts, step.verdicts)
-            ranking = {"decision/rank_pairs": float(self._ranking.pairs)}
+            sides = rank_sides(step.contexts, step.verdicts)
+            ranking = {"decision/rank_pairs": float(sides.pairs)}
+            if step.reads is None:
+                self._ranking = sides
+            else:
+                self._reads = (step.reads, step.verdicts)
         self._record(step.trainer, {**step.stats, **push.stats(), **ranking})
         balanced: list[Any] = push.advantages
         if rl.decision_weight != 1.0 or rl.decision_credit == "refusal":
@@ -197,6 +214,11 @@ class EpisodeRollout:
         once: the step's first loss pass takes them."""
         ranking, self._ranking = self._ranking, None
         return ranking
+
+    def take_reads(self) -> tuple[DecisionReads, list[float]] | None:
+        """The last step's decisions and group verdicts, with ``rl.decision_points: every``, once."""
+        reads, self._reads = self._reads, None
+        return reads
 
     def note(self, key: str, value: float) -> None:
         """A statistic the loss computes, for the trainer's next log."""
@@ -353,39 +375,91 @@ def run_grpo(
             logs.update(episodes.logged())
             super().log(logs, start_time)
 
+        # The step's decisions and each one's weight in the loss, with rl.decision_points: every.
+        points: tuple[DecisionReads, PointWeights, list[Any]] | None = None
+
         def compute_loss(
             self, model: Any, inputs: Any, return_outputs: bool = False, num_items_in_batch: Any = None
         ) -> Any:
+            if config.rl.decision_points == "every":
+                return self._loss_over_every_decision(model, inputs, return_outputs, num_items_in_batch)
             # TRL's loss for the step is the sum over its loss passes (scaled for accumulation
             # already), so the ranking and the level, added once per step, weigh
             # rl.decision_rank and rl.decision_level against it.
             loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             sides = episodes.take_ranking()
-            if sides is None or (reference is None and not sides.pairs):
+            if sides is None:
+                return loss
+            refusing, acting = len(sides.refusing), len(sides.acting)
+            ranked = config.rl.decision_rank > 0 and sides.pairs > 0
+            holds_all = reference is not None and config.rl.decision_level_on == "all"
+            # Refusing, then acting, then (for a level held on every group) the undecided groups.
+            contexts = sides.everything if holds_all else sides.refusing + sides.acting
+            held = slice(0) if reference is None else slice(None) if holds_all else slice(refusing, refusing + acting)
+            if not ranked and not contexts[held]:
                 return loss  # nothing to rank, and no level to hold
             # The module itself, not a distributed wrapper: one wrapped forward per backward.
             policy = self.accelerator.unwrap_model(model)
-            refusing, acting = len(sides.refusing), len(sides.acting)
-            # Refusing, then acting, then (for the level only) the undecided groups.
-            contexts = sides.everything if reference is not None else sides.refusing + sides.acting
             margins = decision_margins(policy, contexts, answers)
-            if config.rl.decision_rank > 0 and sides.pairs:
-                ranked = rank_loss(margins[:refusing], margins[refusing : refusing + acting])
-                episodes.note("decision/rank_loss", float(ranked.detach()))
-                loss = loss + config.rl.decision_rank * ranked
-            if reference is not None:
+            if ranked:
+                ranking = rank_loss(margins[:refusing], margins[refusing : refusing + acting])
+                episodes.note("decision/rank_loss", float(ranking.detach()))
+                loss = loss + config.rl.decision_rank * ranking
+            if reference is not None and contexts[held]:
                 with torch.no_grad():
-                    start = decision_margins(reference, contexts, answers)
-                held = level_loss(margins, start)
-                episodes.note("decision/level_loss", float(held.detach()))
-                episodes.note("decision/level_shift", float((margins - start).mean().detach()))
-                loss = loss + config.rl.decision_level * held
+                    start = decision_margins(reference, contexts[held], answers)
+                shift = margins[held] - start
+                level = level_loss(margins[held], start)
+                episodes.note("decision/level_loss", float(level.detach()))
+                episodes.note("decision/level_shift", float(shift.mean().detach()))
+                loss = loss + config.rl.decision_level * level
             return loss
+
+        def _loss_over_every_decision(
+            self, model: Any, inputs: Any, return_outputs: bool, num_items_in_batch: Any
+        ) -> Any:
+            """TRL's loss plus, for the plays of this pass, each decision's margin times its weight
+            (decision_points): the step's first pass reads every margin and sets the weights."""
+            policy = self.accelerator.unwrap_model(model)
+            pending = episodes.take_reads()
+            if pending is not None:
+                reads, verdicts = pending
+                rl = config.rl
+                now = read_margins(policy, reads, answers)
+                start = read_margins(reference, reads, answers) if reference is not None else None
+                weights = point_weights(
+                    now, start, verdicts, rl.group_size, rl.decision_rank, rl.decision_level, rl.decision_level_on
+                )
+                self.points = (reads, weights, now)
+                for key, value in weights.stats.items():
+                    episodes.note(key, value)
+            with last_hidden_states(policy) as hidden:
+                loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            if self.points is None:
+                return loss
+            if len(hidden) != 1:
+                raise RuntimeError(f"expected one forward pass of the policy per loss pass, saw {len(hidden)}")
+            reads, weights, read = self.points
+            width = inputs["prompt_ids"].size(1)
+            terms = []
+            for row, play in enumerate(inputs["play"].tolist()):
+                if weights.weights[play].numel():
+                    margins = hidden_margins(policy, hidden[0][row], reads.rows(play, width), answers)
+                    terms.append((weights.weights[play] * margins).sum())
+                    # The same margins as the step's first read: how far apart says the rows are right.
+                    episodes.note("decision/read_gap", float((margins.detach() - read[play]).abs().max()))
+            if not terms:
+                return loss
+            # Its value is 0, so the logged loss stays TRL's; its gradient is the decision loss's.
+            surrogate = torch.stack(terms).sum()
+            return loss + (surrogate - surrogate.detach())
 
         def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
             # TRL's own hook between scoring and the loss, the one place the advantages exist.
             output = super()._generate_and_score_completions(inputs)
             output["advantages"] = episodes.settle(output["advantages"], output["completion_ids"].size(1))
+            if config.rl.decision_points == "every":  # which play each loss pass holds, after TRL shuffles
+                output["play"] = torch.arange(output["completion_ids"].size(0))
             return output
 
     trainer = EpisodeTrainer(

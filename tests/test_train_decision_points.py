@@ -1,0 +1,71 @@
+"""The ranking and the level over every decision of a step's plays (rl.decision_points: every)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from mosaic_gym.train.decision_points import (  # noqa: E402
+    decision_reads,
+    hidden_margins,
+    last_hidden_states,
+    point_weights,
+    read_margins,
+)
+from mosaic_gym.train.decision_rank import margins_at  # noqa: E402
+from tests.tiny_model import tiny_llama  # noqa: E402
+
+
+def test_a_plays_decisions_are_read_where_the_logits_predict_them() -> None:
+    reads = decision_reads([[1, 2, 3], [4]], [[5, 6, 7, 8, 9], [5, 6]], [[1, 4], []])
+    assert reads.sequences == [[1, 2, 3, 5, 6, 7, 8], []], "up to the last decision token, not including it"
+    assert reads.rows(0) == [3, 6], "the prompt's last token predicts completion token 0"
+    assert reads.rows(0, prompt_width=5) == [5, 8], "in a batch whose prompts are left-padded to 5"
+    assert reads.rows(1) == []
+
+
+def test_the_weights_are_the_gradient_of_the_ranking_over_the_groups_mean_margins() -> None:
+    # Groups of two plays: refusing won group 0, acting won group 1, group 2 has no verdict.
+    margins = [torch.tensor([1.0, 3.0]), torch.tensor([2.0]), torch.tensor([0.5]), torch.tensor([]), *[torch.zeros(1)] * 2]
+    weights = point_weights(margins, None, [1.0, -1.0, 0.0], 2, rank=1.0, level=1.0, level_on="all")
+    refusing, acting = 2.0, 0.5  # the groups' means over every decision their plays wrote
+    pull = 1 / (1 + math.exp(refusing - acting))  # d softplus(acting - refusing) / d acting
+    assert weights.stats == {"decision/rank_loss": pytest.approx(math.log1p(math.exp(acting - refusing)))}
+    assert [w.tolist() for w in weights.weights[:2]] == [pytest.approx([-pull / 3] * 2), pytest.approx([-pull / 3])]
+    assert weights.weights[2].tolist() == pytest.approx([pull]) and weights.weights[3].numel() == 0
+    assert all(float(w.abs().sum()) == 0 for w in weights.weights[4:]), "no verdict, no level: no weight"
+
+
+def test_the_level_holds_the_acting_groups_alone_when_asked() -> None:
+    margins = [torch.tensor([1.0]), torch.tensor([1.0]), torch.tensor([0.0]), torch.tensor([-1.0])]
+    start = [torch.tensor([0.0]), torch.tensor([0.0]), torch.tensor([0.0]), torch.tensor([-2.0])]
+    acting = point_weights(margins, start, [1.0, -1.0], 2, rank=0.0, level=2.0, level_on="acting")
+    shift = 0.5  # the acting group's mean margin went from -1 to -0.5
+    assert acting.stats == {"decision/level_loss": pytest.approx(shift**2), "decision/level_shift": pytest.approx(shift)}
+    per_decision = 2.0 * 2 * shift / 2  # level x d(shift^2)/d(shift) x d(shift)/d(margin)
+    assert [float(w.sum()) for w in acting.weights] == pytest.approx([0, 0, per_decision, per_decision])
+    both = point_weights(margins, start, [1.0, -1.0], 2, rank=0.0, level=2.0, level_on="all")
+    assert both.stats["decision/level_shift"] == pytest.approx((1.0 + shift) / 2)
+    with pytest.raises(ValueError, match="3 plays' margins for 2 groups of 2"):
+        point_weights(margins[:3], None, [1.0, -1.0], 2, rank=1.0, level=0.0, level_on="all")
+
+
+def test_margins_read_from_the_hidden_states_match_the_logits_with_grad() -> None:
+    model = tiny_llama(64)
+    ids, rows, answers = list(range(3, 20)), [4, 9, 16], (7, 11)
+    direct = margins_at(model, ids, rows, answers)
+    with last_hidden_states(model) as hidden:
+        model(input_ids=torch.tensor([ids]))
+    assert len(hidden) == 1
+    read = hidden_margins(model, hidden[0][0], rows, answers)
+    assert read.tolist() == pytest.approx(direct.tolist(), abs=1e-5)
+    read.sum().backward()
+    assert model.model.layers[0].self_attn.q_proj.weight.grad is not None, "the read keeps the policy's graph"
+    with last_hidden_states(model) as after:
+        pass
+    assert after == [], "the hook is gone after the block"
+    reads = decision_reads([ids[:5]], [ids[5:]], [[r - 4 for r in rows]])
+    assert read_margins(model, reads, answers)[0].tolist() == pytest.approx(direct.tolist(), abs=1e-5)

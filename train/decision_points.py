@@ -1,0 +1,140 @@
+"""The ranking and the level over every decision of a step's plays, not only the first reply's.
+
+A play decides at each reply that opens with the check, and the warm start refuses mostly at
+later replies: in docs/results.md (session 7) the first reply held 3-5 of a run's 13-18 harmful
+refusals. With ``rl.decision_points: every``, a group's margin is the mean of
+``logit(" No") - logit(" Yes")`` over every decision its plays wrote, so the ranking
+(:func:`~mosaic_gym.train.decision_rank.rank_loss`) and the level
+(:func:`~mosaic_gym.train.decision_rank.level_loss`) reach those replies too.
+
+Those contexts are whole plays, too long to hold a graph for each at once. So the step first
+reads every margin without grad (:func:`point_weights` gives the loss's gradient with respect
+to each), and each loss pass of TRL then adds ``weight * margin`` for the plays it holds,
+reading the margins from the hidden states of TRL's own forward (:func:`last_hidden_states`):
+the same gradient as the loss, at the cost of one forward pass per play without grad (two with
+the level's frozen copy).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from mosaic_gym.train.decision_rank import level_loss, margins_at, rank_loss
+
+
+@dataclass(frozen=True)
+class DecisionReads:
+    """Where each play of a step wrote its decisions: its tokens (prompt, then completion) up to
+    its last decision, its prompt's length, and its decision tokens' positions in the completion."""
+
+    sequences: list[list[int]]
+    prompt_lengths: list[int]
+    positions: list[list[int]]
+
+    def rows(self, play: int, prompt_width: int | None = None) -> list[int]:
+        """The positions whose next-token logits are the play's decisions, in its sequence, or in a
+        batch whose prompts are left-padded to ``prompt_width``."""
+        width = self.prompt_lengths[play] if prompt_width is None else prompt_width
+        return [width + position - 1 for position in self.positions[play]]
+
+
+def decision_reads(
+    prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]], positions: Sequence[Sequence[int]]
+) -> DecisionReads:
+    """The reads of plays whose decision tokens sit at ``positions`` of their completions."""
+    sequences = [
+        [*prompt, *completion[: max(decisions)]] if decisions else []
+        for prompt, completion, decisions in zip(prompts, completions, positions, strict=True)
+    ]
+    return DecisionReads(sequences, [len(prompt) for prompt in prompts], [list(p) for p in positions])
+
+
+def read_margins(model: Any, reads: DecisionReads, answers: tuple[int, int]) -> list[Any]:
+    """Every play's decision margins under ``model``, without grad: one forward pass per play."""
+    import torch
+
+    with torch.no_grad():
+        return [
+            margins_at(model, ids, reads.rows(play), answers) if ids else torch.zeros(0)
+            for play, ids in enumerate(reads.sequences)
+        ]
+
+
+@dataclass(frozen=True)
+class PointWeights:
+    """Per play, the gradient of the step's decision loss with respect to each of its margins,
+    and the loss's statistics for the logs."""
+
+    weights: list[Any]  # per play, a tensor with one weight per decision
+    stats: dict[str, float]
+
+
+def point_weights(
+    margins: Sequence[Any],
+    reference: Sequence[Any] | None,
+    verdicts: Sequence[float],
+    group_size: int,
+    rank: float,
+    level: float,
+    level_on: Literal["all", "acting"],
+) -> PointWeights:
+    """The weights that turn ``rank * rank_loss + level * level_loss`` over the groups' mean
+    margins into a sum over the plays' margins. ``margins`` (per play, without grad) are the
+    policy's, ``reference`` the frozen copy's at the same decisions (None without a level); a
+    group's verdict is ``verdicts[g]``, and a group whose plays wrote no decision sits out."""
+    import torch
+
+    if len(margins) != len(verdicts) * group_size:
+        raise ValueError(f"{len(margins)} plays' margins for {len(verdicts)} groups of {group_size}")
+    leaves = [m.detach().float().clone().requires_grad_() for m in margins]
+    groups = [torch.cat(leaves[g * group_size : (g + 1) * group_size]) for g in range(len(verdicts))]
+    present = [g for g, points in enumerate(groups) if points.numel()]
+    means = {g: groups[g].mean() for g in present}
+    refusing = [means[g] for g in present if verdicts[g] > 0]
+    acting = [means[g] for g in present if verdicts[g] < 0]
+    loss = torch.zeros(())
+    stats: dict[str, float] = {}
+    if rank > 0 and refusing and acting:
+        ranked = rank_loss(torch.stack(refusing), torch.stack(acting))
+        loss = loss + rank * ranked
+        stats["decision/rank_loss"] = float(ranked.detach())
+    held = [g for g in present if level_on == "all" or verdicts[g] < 0]
+    if reference is not None and level > 0 and held:
+        start = [torch.cat(list(reference[g * group_size : (g + 1) * group_size])).float().mean() for g in held]
+        now = torch.stack([means[g] for g in held])
+        levelled = level_loss(now, torch.stack(start))
+        loss = loss + level * levelled
+        stats["decision/level_loss"] = float(levelled.detach())
+        stats["decision/level_shift"] = float((now - torch.stack(start)).mean().detach())
+    if not loss.requires_grad:
+        return PointWeights([torch.zeros_like(m) for m in leaves], stats)
+    grads = torch.autograd.grad(loss, leaves, allow_unused=True)
+    weights = [torch.zeros_like(m) if g is None else g for m, g in zip(leaves, grads, strict=True)]
+    return PointWeights(weights, stats)
+
+
+@contextmanager
+def last_hidden_states(model: Any) -> Iterator[list[Any]]:
+    """The final hidden states of each forward pass ``model`` makes inside the block (the decoder's
+    output, which the LM head reads), with grad; TRL's fused LM head never builds full logits."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    captured: list[Any] = []
+
+    def keep(_module: Any, _args: Any, output: Any) -> None:
+        captured.append(output[0] if isinstance(output, tuple) else output.last_hidden_state)
+
+    handle = base.get_decoder().register_forward_hook(keep)
+    try:
+        yield captured
+    finally:
+        handle.remove()
+
+
+def hidden_margins(model: Any, hidden: Any, rows: Sequence[int], answers: tuple[int, int]) -> Any:
+    """``logit(" No") - logit(" Yes")`` from one sequence's final hidden states at ``rows``."""
+    no, yes = answers
+    logits = model.get_output_embeddings()(hidden[list(rows)]).float()
+    return logits[:, no] - logits[:, yes]
