@@ -29,7 +29,8 @@ def test_a_plays_decisions_are_read_where_the_logits_predict_them() -> None:
 
 def test_the_weights_are_the_gradient_of_the_ranking_over_the_groups_mean_margins() -> None:
     # Groups of two plays: refusing won group 0, acting won group 1, group 2 has no verdict.
-    margins = [torch.tensor([1.0, 3.0]), torch.tensor([2.0]), torch.tensor([0.5]), torch.tensor([]), *[torch.zeros(1)] * 2]
+    margins = [torch.tensor([1.0, 3.0]), torch.tensor([2.0]), torch.tensor([0.5]), torch.tensor([])]
+    margins += [torch.zeros(1), torch.zeros(1)]
     weights = point_weights(margins, None, [1.0, -1.0, 0.0], 2, rank=1.0, level=1.0, level_on="all")
     refusing, acting = 2.0, 0.5  # the groups' means over every decision their plays wrote
     pull = 1 / (1 + math.exp(refusing - acting))  # d softplus(acting - refusing) / d acting
@@ -44,7 +45,10 @@ def test_the_level_holds_the_acting_groups_alone_when_asked() -> None:
     start = [torch.tensor([0.0]), torch.tensor([0.0]), torch.tensor([0.0]), torch.tensor([-2.0])]
     acting = point_weights(margins, start, [1.0, -1.0], 2, rank=0.0, level=2.0, level_on="acting")
     shift = 0.5  # the acting group's mean margin went from -1 to -0.5
-    assert acting.stats == {"decision/level_loss": pytest.approx(shift**2), "decision/level_shift": pytest.approx(shift)}
+    assert acting.stats == {
+        "decision/level_loss": pytest.approx(shift**2),
+        "decision/level_shift": pytest.approx(shift),
+    }
     per_decision = 2.0 * 2 * shift / 2  # level x d(shift^2)/d(shift) x d(shift)/d(margin)
     assert [float(w.sum()) for w in acting.weights] == pytest.approx([0, 0, per_decision, per_decision])
     both = point_weights(margins, start, [1.0, -1.0], 2, rank=0.0, level=2.0, level_on="all")
