@@ -437,16 +437,19 @@ def run_grpo(
                 loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             if self.points is None:
                 return loss
-            if len(hidden) != 1:
-                raise RuntimeError(f"expected one forward pass of the policy per loss pass, saw {len(hidden)}")
+            plays = inputs["play"].tolist()
+            states = torch.cat(hidden)  # TRL may split a loss pass into several forward passes, in order
+            if states.size(0) != len(plays):
+                raise RuntimeError(f"the policy's forward passes saw {states.size(0)} sequences for {len(plays)} plays")
             reads, weights, read = self.points
             width = inputs["prompt_ids"].size(1)
             terms = []
-            for row, play in enumerate(inputs["play"].tolist()):
+            for row, play in enumerate(plays):
                 if weights.weights[play].numel():
-                    margins = hidden_margins(policy, hidden[0][row], reads.rows(play, width), answers)
+                    margins = hidden_margins(policy, states[row], reads.rows(play, width), answers)
                     terms.append((weights.weights[play] * margins).sum())
-                    # The same margins as the step's first read: how far apart says the rows are right.
+                    # Against the step's first read of the same margins: apart by more than rounding,
+                    # the rows are wrong.
                     episodes.note("decision/read_gap", float((margins.detach() - read[play]).abs().max()))
             if not terms:
                 return loss
