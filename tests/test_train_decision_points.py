@@ -31,7 +31,7 @@ def test_the_weights_are_the_gradient_of_the_ranking_over_the_groups_mean_margin
     # Groups of two plays: refusing won group 0, acting won group 1, group 2 has no verdict.
     margins = [torch.tensor([1.0, 3.0]), torch.tensor([2.0]), torch.tensor([0.5]), torch.tensor([])]
     margins += [torch.zeros(1), torch.zeros(1)]
-    weights = point_weights(margins, None, [1.0, -1.0, 0.0], 2, rank=1.0, level=1.0, level_on="all")
+    weights = point_weights(margins, None, [1.0, -1.0, 0.0], 2, rank=1.0, level=1.0, level_on="all", level_by="group")
     refusing, acting = 2.0, 0.5  # the groups' means over every decision their plays wrote
     pull = 1 / (1 + math.exp(refusing - acting))  # d softplus(acting - refusing) / d acting
     assert weights.stats == {"decision/rank_loss": pytest.approx(math.log1p(math.exp(acting - refusing)))}
@@ -43,7 +43,7 @@ def test_the_weights_are_the_gradient_of_the_ranking_over_the_groups_mean_margin
 def test_the_level_holds_the_acting_groups_alone_when_asked() -> None:
     margins = [torch.tensor([1.0]), torch.tensor([1.0]), torch.tensor([0.0]), torch.tensor([-1.0])]
     start = [torch.tensor([0.0]), torch.tensor([0.0]), torch.tensor([0.0]), torch.tensor([-2.0])]
-    acting = point_weights(margins, start, [1.0, -1.0], 2, rank=0.0, level=2.0, level_on="acting")
+    acting = point_weights(margins, start, [1.0, -1.0], 2, rank=0.0, level=2.0, level_on="acting", level_by="group")
     shift = 0.5  # the acting group's mean margin went from -1 to -0.5
     assert acting.stats == {
         "decision/level_loss": pytest.approx(shift**2),
@@ -51,10 +51,28 @@ def test_the_level_holds_the_acting_groups_alone_when_asked() -> None:
     }
     per_decision = 2.0 * 2 * shift / 2  # level x d(shift^2)/d(shift) x d(shift)/d(margin)
     assert [float(w.sum()) for w in acting.weights] == pytest.approx([0, 0, per_decision, per_decision])
-    both = point_weights(margins, start, [1.0, -1.0], 2, rank=0.0, level=2.0, level_on="all")
+    both = point_weights(margins, start, [1.0, -1.0], 2, rank=0.0, level=2.0, level_on="all", level_by="group")
     assert both.stats["decision/level_shift"] == pytest.approx((1.0 + shift) / 2)
     with pytest.raises(ValueError, match="3 plays' margins for 2 groups of 2"):
-        point_weights(margins[:3], None, [1.0, -1.0], 2, rank=1.0, level=0.0, level_on="all")
+        point_weights(margins[:3], None, [1.0, -1.0], 2, rank=1.0, level=0.0, level_on="all", level_by="group")
+
+
+def test_a_level_per_reply_holds_each_reply_where_a_mean_over_replies_lets_them_trade() -> None:
+    # One group of two plays: the first reply's margins fell by 1 and the second's rose by 1.
+    margins = [torch.tensor([-1.0, 2.0]), torch.tensor([-1.0])]
+    start = [torch.tensor([0.0, 1.0]), torch.tensor([0.0])]
+    pooled = point_weights(margins, start, [1.0], 2, rank=0.0, level=1.0, level_on="all", level_by="group")
+    shift = (-1 + 1 - 1) / 3  # the group's mean over its three decisions
+    assert pooled.stats["decision/level_loss"] == pytest.approx(shift**2)
+    per_reply = point_weights(margins, start, [1.0], 2, rank=0.0, level=1.0, level_on="all", level_by="reply")
+    assert per_reply.stats == {
+        "decision/level_loss": pytest.approx(1.0 + 1.0),  # each reply's shift, squared, summed
+        "decision/level_shift": pytest.approx(0.0),
+        "decision/level_shift/reply_1": pytest.approx(-1.0),
+        "decision/level_shift/reply_2": pytest.approx(1.0),
+    }
+    # The first replies (mean of two) are pushed up, the lone second reply down.
+    assert [w.tolist() for w in per_reply.weights] == [pytest.approx([-1.0, 2.0]), pytest.approx([-1.0])]
 
 
 def test_margins_read_from_the_hidden_states_match_the_logits_with_grad() -> None:

@@ -159,10 +159,11 @@ def test_the_decision_ranking_and_its_level_join_the_loss_of_each_step(tiny: Pat
 
 
 def test_every_decision_of_every_play_joins_the_loss_through_trls_own_forward(tiny: Path, tmp_path: Path) -> None:
-    # The forced refusals write a decision each; the level holds only the acting (benign) group.
-    # Two plays per loss pass: the prompts are left-padded to one width.
+    # The forced refusals write a decision each; the level holds only the acting (benign) group,
+    # one level per reply. Two plays per loss pass: the prompts are left-padded to one width.
     kinds = {"harmful": 1.0, "benign": 1.0}
     decision = {"decision_rank": 1.0, "decision_weight": 0, "decision_level": 1.0, "decision_level_on": "acting"}
+    decision["decision_level_by"] = "reply"
     config = tiny_config(
         tiny, groups_per_step=2, loss_batch_size=2, explore_refusals=1, decision_points="every", kinds=kinds, **decision
     )
@@ -173,6 +174,7 @@ def test_every_decision_of_every_play_joins_the_loss_through_trls_own_forward(ti
     assert len(ranked := logged(state, "decision/rank_loss")) == 2 and all(value > 0 for value in ranked)
     first, second = logged(state, "decision/level_shift")
     assert first == pytest.approx(0.0, abs=1e-5) and abs(second) > 1e-4, "the copy, then the trained policy"
+    assert len(logged(state, "decision/level_shift/reply_1")) == 2, "every play's first decision holds a level"
     gaps = logged(state, "decision/read_gap")
     assert len(gaps) == 2 and max(gaps) < 1e-4, "TRL's shuffled, padded passes read the decisions the step read"
 

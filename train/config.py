@@ -205,6 +205,11 @@ class RLSettings(_Section):
     # without grad, two with the level). The warm start refuses mostly after its first reply
     # (mosaic_gym.train.decision_points).
     decision_points: Literal["first", "every"] = "first"
+    # With rl.decision_points "every", what rl.decision_level holds: the groups' mean over all
+    # their decisions ("group"), or one level per reply, the groups' mean over their plays' n-th
+    # decisions for each n ("reply"), so that the level cannot fall at one reply while it rises
+    # at another (docs/training.md).
+    decision_level_by: Literal["group", "reply"] = "group"
     # Plays per group whose first reply is the protocol's refusal instead of a sample, whatever
     # the task: every group then holds a refusal for the judge to weigh against the sampled
     # attempts, even after the policy stops sampling refusals (which otherwise ends all learning
@@ -247,6 +252,11 @@ class RLSettings(_Section):
             self.decision_points == "first" or self.decision_rank > 0 or self.decision_level > 0,
             "rl.decision_points",
             "'every' chooses what rl.decision_rank and rl.decision_level read, and both are 0",
+        )
+        _require(
+            self.decision_level_by == "group" or self.decision_points == "every",
+            "rl.decision_level_by",
+            "'reply' holds one level per reply, and rl.decision_points 'first' reads the first reply alone",
         )
         _require(self.format_weight >= 0, "rl.format_weight", "must be 0 or more")
         _require(self.length_budget >= 1, "rl.length_budget", "must be at least 1 token")

@@ -80,11 +80,14 @@ def point_weights(
     rank: float,
     level: float,
     level_on: Literal["all", "acting"],
+    level_by: Literal["group", "reply"],
 ) -> PointWeights:
     """The weights that turn ``rank * rank_loss + level * level_loss`` over the groups' mean
-    margins into a sum over the plays' margins. ``margins`` (per play, without grad) are the
-    policy's, ``reference`` the frozen copy's at the same decisions (None without a level); a
-    group's verdict is ``verdicts[g]``, and a group whose plays wrote no decision sits out."""
+    margins into a sum over the plays' margins. ``margins`` (per play, without grad, in reply
+    order) are the policy's, ``reference`` the frozen copy's at the same decisions (None without a
+    level); a group's verdict is ``verdicts[g]``, and a group whose plays wrote no decision sits
+    out. The level holds the groups' mean over every decision (``level_by="group"``), or one
+    level per reply: the groups' mean over their plays' n-th decisions, for each n (``"reply"``)."""
     import torch
 
     if len(margins) != len(verdicts) * group_size:
@@ -103,17 +106,42 @@ def point_weights(
         stats["decision/rank_loss"] = float(ranked.detach())
     held = [g for g in present if level_on == "all" or verdicts[g] < 0]
     if reference is not None and level > 0 and held:
-        start = [torch.cat(list(reference[g * group_size : (g + 1) * group_size])).float().mean() for g in held]
-        now = torch.stack([means[g] for g in held])
-        levelled = level_loss(now, torch.stack(start))
+        now = _held_means(leaves, held, group_size, level_by)
+        start = _held_means(reference, held, group_size, level_by)
+        # One level per reply, each held as the single level is: shifts of different replies
+        # cannot cancel out.
+        levelled = torch.stack([level_loss(now[n], start[n]) for n in now]).sum()
+        shifts = torch.cat([now[n] - start[n] for n in now])
         loss = loss + level * levelled
         stats["decision/level_loss"] = float(levelled.detach())
-        stats["decision/level_shift"] = float((now - torch.stack(start)).mean().detach())
+        stats["decision/level_shift"] = float(shifts.mean().detach())
+        if level_by == "reply":
+            for n in now:
+                stats[f"decision/level_shift/reply_{n + 1}"] = float((now[n] - start[n]).mean().detach())
     if not loss.requires_grad:
         return PointWeights([torch.zeros_like(m) for m in leaves], stats)
     grads = torch.autograd.grad(loss, leaves, allow_unused=True)
     weights = [torch.zeros_like(m) if g is None else g for m, g in zip(leaves, grads, strict=True)]
     return PointWeights(weights, stats)
+
+
+def _held_means(
+    margins: Sequence[Any], held: Sequence[int], group_size: int, by: Literal["group", "reply"]
+) -> dict[int, Any]:
+    """Per level (0 alone for ``by="group"``, the reply's index for ``"reply"``), the held groups'
+    mean margins at that level, in the order of ``held``; a group whose plays never reached a
+    reply does not count at that reply's level."""
+    import torch
+
+    levels: dict[int, list[Any]] = {}
+    for g in held:
+        plays = [m.float() for m in margins[g * group_size : (g + 1) * group_size]]
+        if by == "group":
+            levels.setdefault(0, []).append(torch.cat(plays).mean())
+            continue
+        for n in range(max(len(m) for m in plays)):
+            levels.setdefault(n, []).append(torch.stack([m[n] for m in plays if len(m) > n]).mean())
+    return {n: torch.stack(means) for n, means in sorted(levels.items())}
 
 
 @contextmanager

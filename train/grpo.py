@@ -428,7 +428,14 @@ def run_grpo(
                 now = read_margins(policy, reads, answers)
                 start = read_margins(reference, reads, answers) if reference is not None else None
                 weights = point_weights(
-                    now, start, verdicts, rl.group_size, rl.decision_rank, rl.decision_level, rl.decision_level_on
+                    now,
+                    start,
+                    verdicts,
+                    rl.group_size,
+                    rl.decision_rank,
+                    rl.decision_level,
+                    rl.decision_level_on,
+                    rl.decision_level_by,
                 )
                 self.points = (reads, weights, now)
                 for key, value in weights.stats.items():
