@@ -61,6 +61,10 @@ def test_overrides_apply_with_yaml_values() -> None:
             ["--rl.decision_level_by", "reply"],
             "rl.decision_level_by: 'reply' holds one level per reply, and rl.decision_points 'first' reads",
         ),
+        (
+            ["--rl.decision_level_reset", "true", "--rl.decision_points", "every", "--rl.decision_rank", "1"],
+            "rl.decision_level_reset: resets the level rl.decision_level holds over every decision: it needs",
+        ),
         (["--rl.explore_refusals", "4"], "rl.explore_refusals: must be 0 or more and below rl.group_size 4"),
         (["--episodes.tier", "easy"], "episodes.tier: must be one of starter, standard, all"),
         (["--probe.episodes_per_kind", "-1"], "probe.episodes_per_kind: must be 0 (no probe) or more"),

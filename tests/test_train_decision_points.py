@@ -12,8 +12,11 @@ from mosaic_gym.train.decision_points import (  # noqa: E402
     decision_reads,
     hidden_margins,
     last_hidden_states,
+    level_weights,
     point_weights,
     read_margins,
+    reset_level,
+    weighted_sum,
 )
 from mosaic_gym.train.decision_rank import margins_at  # noqa: E402
 from tests.tiny_model import tiny_llama  # noqa: E402
@@ -91,3 +94,26 @@ def test_margins_read_from_the_hidden_states_match_the_logits_with_grad() -> Non
     assert after == [], "the hook is gone after the block"
     reads = decision_reads([ids[:5]], [ids[5:]], [[r - 4 for r in rows]])
     assert read_margins(model, reads, answers)[0].tolist() == pytest.approx(direct.tolist(), abs=1e-5)
+
+
+def test_the_level_weighs_each_held_groups_mean_alike() -> None:
+    # Group 0 (acting won): three decisions; group 1 (refusing won): one; group 2 wrote none.
+    margins = [torch.tensor([1.0, 2.0]), torch.tensor([3.0]), torch.tensor([4.0]), torch.tensor([])]
+    margins += [torch.tensor([]), torch.tensor([])]
+    both = level_weights(margins, [-1.0, 1.0, -1.0], 2, "all")
+    assert [w.tolist() for w in both[:3]] == [pytest.approx([1 / 6, 1 / 6]), pytest.approx([1 / 6]), [0.5]]
+    assert weighted_sum(both, margins) == pytest.approx((2.0 + 4.0) / 2)
+    acting = level_weights(margins, [-1.0, 1.0, -1.0], 2, "acting")
+    assert weighted_sum(acting, margins) == pytest.approx(2.0) and float(acting[2].sum()) == 0
+
+
+def test_a_reset_puts_the_level_back_where_the_target_is() -> None:
+    torch.manual_seed(0)
+    model = tiny_llama(64)
+    reads = decision_reads([[3, 4, 5], [6, 7]], [[8, 9, 10, 11, 12], [13, 14, 15]], [[1, 4], [2]])
+    weights = level_weights(read_margins(model, reads, (7, 11)), [-1.0], 2, "all")
+    level = weighted_sum(weights, read_margins(model, reads, (7, 11)))
+    before = reset_level(model, reads, weights, level + 0.5, (7, 11))
+    assert before == pytest.approx(level, abs=1e-5)
+    after = weighted_sum(weights, read_margins(model, reads, (7, 11)))
+    assert after - level == pytest.approx(0.5, abs=0.05), "to first order, the step lands on the target"

@@ -163,7 +163,7 @@ def test_every_decision_of_every_play_joins_the_loss_through_trls_own_forward(ti
     # one level per reply. Two plays per loss pass: the prompts are left-padded to one width.
     kinds = {"harmful": 1.0, "benign": 1.0}
     decision = {"decision_rank": 1.0, "decision_weight": 0, "decision_level": 1.0, "decision_level_on": "acting"}
-    decision["decision_level_by"] = "reply"
+    decision |= {"decision_level_by": "reply", "decision_level_reset": True}
     config = tiny_config(
         tiny, groups_per_step=2, loss_batch_size=2, explore_refusals=1, decision_points="every", kinds=kinds, **decision
     )
@@ -175,6 +175,10 @@ def test_every_decision_of_every_play_joins_the_loss_through_trls_own_forward(ti
     first, second = logged(state, "decision/level_shift")
     assert first == pytest.approx(0.0, abs=1e-5) and abs(second) > 1e-4, "the copy, then the trained policy"
     assert len(logged(state, "decision/level_shift/reply_1")) == 2, "every play's first decision holds a level"
+    moved, reset = logged(state, "decision/level_reset_before"), logged(state, "decision/level_reset_after")
+    assert len(moved) == len(reset) == 2 and abs(moved[0]) > 1e-3, "a step moves the level the loss holds"
+    back = all(abs(after) < abs(before) / 5 for before, after in zip(moved, reset, strict=True))
+    assert back, "and the reset puts it back"
     gaps = logged(state, "decision/read_gap")
     assert len(gaps) == 2 and max(gaps) < 1e-4, "TRL's shuffled, padded passes read the decisions the step read"
 

@@ -210,6 +210,12 @@ class RLSettings(_Section):
     # decisions for each n ("reply"), so that the level cannot fall at one reply while it rises
     # at another (docs/training.md).
     decision_level_by: Literal["group", "reply"] = "group"
+    # With rl.decision_points "every": after each optimizer step, one step along the level's
+    # gradient puts the held groups' mean margin over every decision back at the frozen copy's,
+    # to first order. rl.decision_level's loss only sees a shift a step after it happened, and
+    # under Adam it overshot (docs/results.md, session 9). One more forward and backward pass
+    # per play, and a forward to log the level after (decision/level_reset_after).
+    decision_level_reset: bool = False
     # Plays per group whose first reply is the protocol's refusal instead of a sample, whatever
     # the task: every group then holds a refusal for the judge to weigh against the sampled
     # attempts, even after the policy stops sampling refusals (which otherwise ends all learning
@@ -257,6 +263,12 @@ class RLSettings(_Section):
             self.decision_level_by == "group" or self.decision_points == "every",
             "rl.decision_level_by",
             "'reply' holds one level per reply, and rl.decision_points 'first' reads the first reply alone",
+        )
+        _require(
+            not self.decision_level_reset or (self.decision_points == "every" and self.decision_level > 0),
+            "rl.decision_level_reset",
+            "resets the level rl.decision_level holds over every decision: it needs rl.decision_level above 0 "
+            "and rl.decision_points 'every'",
         )
         _require(self.format_weight >= 0, "rl.format_weight", "must be 0 or more")
         _require(self.length_budget >= 1, "rl.length_budget", "must be at least 1 token")

@@ -93,9 +93,8 @@ def point_weights(
     if len(margins) != len(verdicts) * group_size:
         raise ValueError(f"{len(margins)} plays' margins for {len(verdicts)} groups of {group_size}")
     leaves = [m.detach().float().clone().requires_grad_() for m in margins]
-    groups = [torch.cat(leaves[g * group_size : (g + 1) * group_size]) for g in range(len(verdicts))]
-    present = [g for g, points in enumerate(groups) if points.numel()]
-    means = {g: groups[g].mean() for g in present}
+    present = _present(leaves, len(verdicts), group_size)
+    means = {g: torch.cat(leaves[g * group_size : (g + 1) * group_size]).mean() for g in present}
     refusing = [means[g] for g in present if verdicts[g] > 0]
     acting = [means[g] for g in present if verdicts[g] < 0]
     loss = torch.zeros(())
@@ -104,7 +103,7 @@ def point_weights(
         ranked = rank_loss(torch.stack(refusing), torch.stack(acting))
         loss = loss + rank * ranked
         stats["decision/rank_loss"] = float(ranked.detach())
-    held = [g for g in present if level_on == "all" or verdicts[g] < 0]
+    held = _held_groups(present, verdicts, level_on)
     if reference is not None and level > 0 and held:
         now = _held_means(leaves, held, group_size, level_by)
         start = _held_means(reference, held, group_size, level_by)
@@ -123,6 +122,65 @@ def point_weights(
     grads = torch.autograd.grad(loss, leaves, allow_unused=True)
     weights = [torch.zeros_like(m) if g is None else g for m, g in zip(leaves, grads, strict=True)]
     return PointWeights(weights, stats)
+
+
+def _present(margins: Sequence[Any], groups: int, group_size: int) -> list[int]:
+    """The groups whose plays wrote at least one decision."""
+    return [g for g in range(groups) if any(len(m) for m in margins[g * group_size : (g + 1) * group_size])]
+
+
+def _held_groups(present: Sequence[int], verdicts: Sequence[float], level_on: Literal["all", "acting"]) -> list[int]:
+    """The groups whose level is held: every group that wrote a decision, or those where acting won."""
+    return [g for g in present if level_on == "all" or verdicts[g] < 0]
+
+
+def level_weights(
+    margins: Sequence[Any], verdicts: Sequence[float], group_size: int, level_on: Literal["all", "acting"]
+) -> list[Any]:
+    """Per play, the weight of each of its margins in the level: the held groups' mean of their
+    mean margin over every decision. The level is then ``sum(weights * margins)``, linear in them."""
+    import torch
+
+    leaves = [m.detach().float().clone().requires_grad_() for m in margins]
+    held = _held_groups(_present(leaves, len(verdicts), group_size), verdicts, level_on)
+    if not held:
+        return [torch.zeros_like(m) for m in leaves]
+    level = _held_means(leaves, held, group_size, "group")[0].mean()
+    grads = torch.autograd.grad(level, leaves, allow_unused=True)
+    return [torch.zeros_like(m) if g is None else g for m, g in zip(leaves, grads, strict=True)]
+
+
+def weighted_sum(weights: Sequence[Any], margins: Sequence[Any]) -> float:
+    """``sum(weights * margins)`` over every play: the level, with :func:`level_weights`."""
+    return sum(float((w * m.float()).sum()) for w, m in zip(weights, margins, strict=True))
+
+
+def reset_level(
+    model: Any, reads: DecisionReads, weights: Sequence[Any], target: float, answers: tuple[int, int]
+) -> float:
+    """Move ``model``'s trainable weights one step along the gradient of the level
+    (``sum(weights * margins)`` over ``reads``), the length that brings it to ``target`` to first
+    order, and the shortest step that does. One forward and backward pass per play with weight;
+    returns the level before the step."""
+    import torch
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    gradient = [torch.zeros_like(p, dtype=torch.float32) for p in params]
+    level = 0.0
+    for play, ids in enumerate(reads.sequences):
+        if not ids or not bool(weights[play].any()):
+            continue
+        part = (weights[play] * margins_at(model, ids, reads.rows(play), answers)).sum()
+        level += float(part.detach())
+        for total, grad in zip(gradient, torch.autograd.grad(part, params, allow_unused=True), strict=True):
+            if grad is not None:
+                total += grad.float()
+    norm = sum(float(g.square().sum()) for g in gradient)
+    if norm > 0:
+        with torch.no_grad():
+            for p, g in zip(params, gradient, strict=True):
+                p.add_((g * ((target - level) / norm)).to(p.dtype))
+    return level
 
 
 def _held_means(

@@ -42,8 +42,11 @@ from mosaic_gym.train.decision_points import (
     decision_reads,
     hidden_margins,
     last_hidden_states,
+    level_weights,
     point_weights,
     read_margins,
+    reset_level,
+    weighted_sum,
 )
 from mosaic_gym.train.decision_rank import (
     RankSides,
@@ -376,7 +379,7 @@ def run_grpo(
             super().log(logs, start_time)
 
         # The step's decisions and each one's weight in the loss, with rl.decision_points: every.
-        points: tuple[DecisionReads, PointWeights, list[Any]] | None = None
+        points: _StepPoints | None = None
 
         def compute_loss(
             self, model: Any, inputs: Any, return_outputs: bool = False, num_items_in_batch: Any = None
@@ -437,7 +440,11 @@ def run_grpo(
                     rl.decision_level_on,
                     rl.decision_level_by,
                 )
-                self.points = (reads, weights, now)
+                level = None
+                if rl.decision_level_reset and start is not None:
+                    held = level_weights(now, verdicts, rl.group_size, rl.decision_level_on)
+                    level = (held, weighted_sum(held, start))
+                self.points = _StepPoints(reads, weights, now, level)
                 for key, value in weights.stats.items():
                     episodes.note(key, value)
             with last_hidden_states(policy) as hidden:
@@ -448,7 +455,7 @@ def run_grpo(
             states = torch.cat(hidden)  # TRL may split a loss pass into several forward passes, in order
             if states.size(0) != len(plays):
                 raise RuntimeError(f"the policy's forward passes saw {states.size(0)} sequences for {len(plays)} plays")
-            reads, weights, read = self.points
+            reads, weights, read = self.points.reads, self.points.weights, self.points.read
             width = inputs["prompt_ids"].size(1)
             terms = []
             for row, play in enumerate(plays):
@@ -463,6 +470,19 @@ def run_grpo(
             # Its value is 0, so the logged loss stays TRL's; its gradient is the decision loss's.
             surrogate = torch.stack(terms).sum()
             return loss + (surrogate - surrogate.detach())
+
+        def reset_level(self) -> None:
+            """After the optimizer's step, put the level back at the frozen copy's on the step's
+            decisions (rl.decision_level_reset), and log it before and after."""
+            if self.points is None or self.points.level is None:
+                return
+            reads, (weights, target) = self.points.reads, self.points.level
+            self.points = replace(self.points, level=None)  # once per step
+            policy = self.accelerator.unwrap_model(self.model)
+            before = reset_level(policy, reads, weights, target, answers)
+            after = weighted_sum(weights, read_margins(policy, reads, answers))
+            episodes.note("decision/level_reset_before", before - target)
+            episodes.note("decision/level_reset_after", after - target)
 
         def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
             # TRL's own hook between scoring and the loss, the one place the advantages exist.
@@ -482,9 +502,34 @@ def run_grpo(
         rollout_func=episodes,  # type: ignore[arg-type]  # TRL types prompts as text; ours are chats
         callbacks=callbacks,
     )
+    if config.rl.decision_level_reset:
+        trainer.add_callback(_level_reset_callback(trainer))
     quiet_progress(trainer, ("loss", "episodes/harmful_refusal_rate", "episodes/format_error_rate"))
     trainer.train(resume_from_checkpoint=last_checkpoint(workdir) if resume else None)
     return trainer
+
+
+@dataclass(frozen=True)
+class _StepPoints:
+    """A step's decisions (rl.decision_points: every): where they are, each one's weight in the
+    loss, their first read, and with rl.decision_level_reset each one's weight in the level and
+    the level the frozen copy gives them."""
+
+    reads: DecisionReads
+    weights: PointWeights
+    read: list[Any]
+    level: tuple[list[Any], float] | None
+
+
+def _level_reset_callback(trainer: Any) -> Any:
+    """A callback that resets the level after each optimizer step (``EpisodeTrainer.reset_level``)."""
+    from transformers import TrainerCallback
+
+    class LevelReset(TrainerCallback):
+        def on_step_end(self, *_: Any, **__: Any) -> None:
+            trainer.reset_level()
+
+    return LevelReset()
 
 
 def _world_size() -> int:
