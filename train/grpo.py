@@ -471,7 +471,7 @@ def run_grpo(
             surrogate = torch.stack(terms).sum()
             return loss + (surrogate - surrogate.detach())
 
-        def reset_level(self) -> None:
+        def restore_level(self) -> None:
             """After the optimizer's step, put the level back at the frozen copy's on the step's
             decisions (rl.decision_level_reset), and log it before and after."""
             if self.points is None or self.points.level is None:
@@ -522,12 +522,12 @@ class _StepPoints:
 
 
 def _level_reset_callback(trainer: Any) -> Any:
-    """A callback that resets the level after each optimizer step (``EpisodeTrainer.reset_level``)."""
+    """A callback that resets the level after each optimizer step (``EpisodeTrainer.restore_level``)."""
     from transformers import TrainerCallback
 
     class LevelReset(TrainerCallback):
         def on_step_end(self, *_: Any, **__: Any) -> None:
-            trainer.reset_level()
+            trainer.restore_level()
 
     return LevelReset()
 
