@@ -34,7 +34,7 @@ from mosaic_gym.train import run as run_module  # noqa: E402
 from mosaic_gym.train.config import from_dict  # noqa: E402
 from mosaic_gym.train.decision_balance import decision_push  # noqa: E402
 from mosaic_gym.train.demos import DECISION, build_demos, verdict  # noqa: E402
-from mosaic_gym.train.grpo import EpisodeRollout, training_rows  # noqa: E402
+from mosaic_gym.train.grpo import REPLAY_FILE, EpisodeRollout, training_rows  # noqa: E402
 from mosaic_gym.train.run import train  # noqa: E402
 from tests.tiny_model import build_tiny_model, tiny_config  # noqa: E402
 
@@ -181,6 +181,30 @@ def test_every_decision_of_every_play_joins_the_loss_through_trls_own_forward(ti
     assert back, "and the reset puts it back"
     gaps = logged(state, "decision/read_gap")
     assert len(gaps) == 2 and max(gaps) < 1e-4, "TRL's shuffled, padded passes read the decisions the step read"
+
+
+def test_a_replay_ranks_the_latest_groups_each_reply_apart_and_holds_their_level(tiny: Path, tmp_path: Path) -> None:
+    # Two judged groups a step (the forced refusal wins the harmful one, loses the benign one),
+    # kept for the next step: the second step ranks and holds four.
+    kinds = {"harmful": 1.0, "benign": 1.0}
+    decision = {"decision_rank": 1.0, "decision_weight": 0, "decision_level": 1.0, "decision_replay": 4}
+    decision |= {"decision_rank_by": "reply", "decision_level_by": "reply", "decision_level_reset": True}
+    config = tiny_config(
+        tiny, groups_per_step=2, loss_batch_size=2, explore_refusals=1, decision_points="every", kinds=kinds, **decision
+    )
+    config.probe.episodes_per_kind = 0
+    train(config, tmp_path / "run")
+    state = json.loads((tmp_path / "run" / "rl" / "checkpoint-2" / "trainer_state.json").read_text())
+    assert logged(state, "decision/replay_groups") == [2.0, 4.0]
+    assert logged(state, "decision/replay_judged") == [2.0, 4.0]
+    assert len(ranked := logged(state, "decision/rank_loss")) == 2 and all(value > 0 for value in ranked)
+    first, second = logged(state, "decision/level_shift")
+    assert first == pytest.approx(0.0, abs=1e-5) and abs(second) > 1e-4, "the copy, then the trained policy"
+    moved, reset = logged(state, "decision/level_reset_before"), logged(state, "decision/level_reset_after")
+    assert len(moved) == 2 and all(abs(after) < abs(before) / 5 for before, after in zip(moved, reset, strict=True))
+    assert not logged(state, "decision/read_gap"), "the kept plays' loss is added apart from TRL's passes"
+    kept = [json.loads((tmp_path / "run" / "rl" / f"checkpoint-{n}" / REPLAY_FILE).read_text()) for n in (1, 2)]
+    assert [len(k["groups"]) for k in kept] == [2, 4], "each checkpoint keeps the groups a resumed run goes on with"
 
 
 def logged(state: dict[str, Any], key: str) -> list[float]:

@@ -216,6 +216,16 @@ class RLSettings(_Section):
     # under Adam it overshot (docs/results.md, session 9). One more forward and backward pass
     # per play, and a forward to log the level after (decision/level_reset_after).
     decision_level_reset: bool = False
+    # With rl.decision_points "every", what rl.decision_rank ranks: the groups' means over all
+    # their decisions ("group"), or, for each n, their means over their plays' n-th decisions,
+    # each reply against the same reply of the other groups ("reply").
+    decision_rank_by: Literal["group", "reply"] = "group"
+    # With rl.decision_points "every": the ranking and the level read the latest this many judged
+    # groups, this step's included, one play each (the one that wrote the most decisions), so the
+    # ranking learns from every recent verdict instead of a step's few
+    # (mosaic_gym.train.decision_replay). At least rl.groups_per_step; 0 reads this step's plays
+    # alone. Costs one forward pass without grad and one with, per kept group and step.
+    decision_replay: int = 0
     # Plays per group whose first reply is the protocol's refusal instead of a sample, whatever
     # the task: every group then holds a refusal for the judge to weigh against the sampled
     # attempts, even after the policy stops sampling refusals (which otherwise ends all learning
@@ -259,10 +269,22 @@ class RLSettings(_Section):
             "rl.decision_points",
             "'every' chooses what rl.decision_rank and rl.decision_level read, and both are 0",
         )
+        for key in ("decision_level_by", "decision_rank_by"):
+            _require(
+                getattr(self, key) == "group" or self.decision_points == "every",
+                f"rl.{key}",
+                "'reply' reads each reply apart, and rl.decision_points 'first' reads the first reply alone",
+            )
         _require(
-            self.decision_level_by == "group" or self.decision_points == "every",
-            "rl.decision_level_by",
-            "'reply' holds one level per reply, and rl.decision_points 'first' reads the first reply alone",
+            self.decision_replay == 0 or self.decision_replay >= self.groups_per_step,
+            "rl.decision_replay",
+            f"must be 0 or at least rl.groups_per_step {self.groups_per_step}, so that a step's own groups "
+            f"are all read, got {self.decision_replay}",
+        )
+        _require(
+            self.decision_replay == 0 or self.decision_points == "every",
+            "rl.decision_replay",
+            "keeps every decision of past groups: it needs rl.decision_points 'every'",
         )
         _require(
             not self.decision_level_reset or (self.decision_points == "every" and self.decision_level > 0),

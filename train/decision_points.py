@@ -81,32 +81,40 @@ def point_weights(
     level: float,
     level_on: Literal["all", "acting"],
     level_by: Literal["group", "reply"],
+    rank_by: Literal["group", "reply"] = "group",
 ) -> PointWeights:
     """The weights that turn ``rank * rank_loss + level * level_loss`` over the groups' mean
     margins into a sum over the plays' margins. ``margins`` (per play, without grad, in reply
     order) are the policy's, ``reference`` the frozen copy's at the same decisions (None without a
     level); a group's verdict is ``verdicts[g]``, and a group whose plays wrote no decision sits
     out. The level holds the groups' mean over every decision (``level_by="group"``), or one
-    level per reply: the groups' mean over their plays' n-th decisions, for each n (``"reply"``)."""
+    level per reply: the groups' mean over their plays' n-th decisions, for each n (``"reply"``).
+    The ranking likewise ranks the groups' means over every decision (``rank_by="group"``), or,
+    for each n, their means over their plays' n-th decisions, summed over n (``"reply"``): a
+    later reply's context differs from the first's, so its margin is compared with its own kind."""
     import torch
 
     if len(margins) != len(verdicts) * group_size:
         raise ValueError(f"{len(margins)} plays' margins for {len(verdicts)} groups of {group_size}")
     leaves = [m.detach().float().clone().requires_grad_() for m in margins]
     present = _present(leaves, len(verdicts), group_size)
-    means = {g: torch.cat(leaves[g * group_size : (g + 1) * group_size]).mean() for g in present}
-    refusing = [means[g] for g in present if verdicts[g] > 0]
-    acting = [means[g] for g in present if verdicts[g] < 0]
     loss = torch.zeros(())
     stats: dict[str, float] = {}
-    if rank > 0 and refusing and acting:
-        ranked = rank_loss(torch.stack(refusing), torch.stack(acting))
-        loss = loss + rank * ranked
-        stats["decision/rank_loss"] = float(ranked.detach())
+    if rank > 0:
+        ranked = [
+            rank_loss(torch.stack(refusing), torch.stack(acting))
+            for groups, means in _means_by(leaves, present, group_size, rank_by).values()
+            for refusing, acting in [_sides(groups, means, verdicts)]
+            if refusing and acting
+        ]
+        if ranked:
+            total = torch.stack(ranked).sum()
+            loss = loss + rank * total
+            stats["decision/rank_loss"] = float(total.detach())
     held = _held_groups(present, verdicts, level_on)
     if reference is not None and level > 0 and held:
-        now = _held_means(leaves, held, group_size, level_by)
-        start = _held_means(reference, held, group_size, level_by)
+        now = {n: means for n, (_, means) in _means_by(leaves, held, group_size, level_by).items()}
+        start = {n: means for n, (_, means) in _means_by(reference, held, group_size, level_by).items()}
         # One level per reply, each held as the single level is: shifts of different replies
         # cannot cancel out.
         levelled = torch.stack([level_loss(now[n], start[n]) for n in now]).sum()
@@ -145,7 +153,7 @@ def level_weights(
     held = _held_groups(_present(leaves, len(verdicts), group_size), verdicts, level_on)
     if not held:
         return [torch.zeros_like(m) for m in leaves]
-    level = _held_means(leaves, held, group_size, "group")[0].mean()
+    level = _means_by(leaves, held, group_size, "group")[0][1].mean()
     grads = torch.autograd.grad(level, leaves, allow_unused=True)
     return [torch.zeros_like(m) if g is None else g for m, g in zip(leaves, grads, strict=True)]
 
@@ -153,6 +161,21 @@ def level_weights(
 def weighted_sum(weights: Sequence[Any], margins: Sequence[Any]) -> float:
     """``sum(weights * margins)`` over every play: the level, with :func:`level_weights`."""
     return sum(float((w * m.float()).sum()) for w, m in zip(weights, margins, strict=True))
+
+
+def weighted_parts(model: Any, reads: DecisionReads, weights: Sequence[Any], answers: tuple[int, int]) -> Iterator[Any]:
+    """Per play with a weight, ``sum(weights * margins)`` over its decisions, with grad: one forward
+    pass each, so that each graph can go before the next is built."""
+    for play, ids in enumerate(reads.sequences):
+        if ids and bool(weights[play].any()):
+            yield (weights[play] * margins_at(model, ids, reads.rows(play), answers)).sum()
+
+
+def backward_weighted(model: Any, reads: DecisionReads, weights: Sequence[Any], answers: tuple[int, int]) -> None:
+    """Add the gradient of ``sum(weights * margins)`` over every play to ``model``'s ``.grad``, one
+    play at a time: the decision loss of plays that are not in TRL's loss passes."""
+    for part in weighted_parts(model, reads, weights, answers):
+        part.backward()
 
 
 def reset_level(
@@ -167,10 +190,7 @@ def reset_level(
     params = [p for p in model.parameters() if p.requires_grad]
     gradient = [torch.zeros_like(p, dtype=torch.float32) for p in params]
     level = 0.0
-    for play, ids in enumerate(reads.sequences):
-        if not ids or not bool(weights[play].any()):
-            continue
-        part = (weights[play] * margins_at(model, ids, reads.rows(play), answers)).sum()
+    for part in weighted_parts(model, reads, weights, answers):
         level += float(part.detach())
         for total, grad in zip(gradient, torch.autograd.grad(part, params, allow_unused=True), strict=True):
             if grad is not None:
@@ -183,23 +203,34 @@ def reset_level(
     return level
 
 
-def _held_means(
-    margins: Sequence[Any], held: Sequence[int], group_size: int, by: Literal["group", "reply"]
-) -> dict[int, Any]:
-    """Per level (0 alone for ``by="group"``, the reply's index for ``"reply"``), the held groups'
-    mean margins at that level, in the order of ``held``; a group whose plays never reached a
+def _means_by(
+    margins: Sequence[Any], groups: Sequence[int], group_size: int, by: Literal["group", "reply"]
+) -> dict[int, tuple[list[int], Any]]:
+    """Per level (0 alone for ``by="group"``, the reply's index for ``"reply"``), the groups that
+    count at it and their mean margins there, in the order of ``groups``: a group's mean over every
+    decision its plays wrote, or over their n-th decisions; a group whose plays never reached a
     reply does not count at that reply's level."""
     import torch
 
-    levels: dict[int, list[Any]] = {}
-    for g in held:
+    levels: dict[int, tuple[list[int], list[Any]]] = {}
+    for g in groups:
         plays = [m.float() for m in margins[g * group_size : (g + 1) * group_size]]
         if by == "group":
-            levels.setdefault(0, []).append(torch.cat(plays).mean())
-            continue
-        for n in range(max(len(m) for m in plays)):
-            levels.setdefault(n, []).append(torch.stack([m[n] for m in plays if len(m) > n]).mean())
-    return {n: torch.stack(means) for n, means in sorted(levels.items())}
+            at = {0: torch.cat(plays).mean()}
+        else:
+            at = {n: torch.stack([m[n] for m in plays if len(m) > n]).mean() for n in range(max(map(len, plays)))}
+        for n, mean in at.items():
+            levels.setdefault(n, ([], []))
+            levels[n][0].append(g)
+            levels[n][1].append(mean)
+    return {n: (members, torch.stack(means)) for n, (members, means) in sorted(levels.items())}
+
+
+def _sides(groups: Sequence[int], means: Any, verdicts: Sequence[float]) -> tuple[list[Any], list[Any]]:
+    """The means of the groups where refusing won, and of those where acting won."""
+    refusing = [mean for g, mean in zip(groups, means, strict=True) if verdicts[g] > 0]
+    acting = [mean for g, mean in zip(groups, means, strict=True) if verdicts[g] < 0]
+    return refusing, acting
 
 
 @contextmanager

@@ -39,6 +39,7 @@ from mosaic_gym.train.decision_balance import (
 from mosaic_gym.train.decision_points import (
     DecisionReads,
     PointWeights,
+    backward_weighted,
     decision_reads,
     hidden_margins,
     last_hidden_states,
@@ -56,11 +57,14 @@ from mosaic_gym.train.decision_rank import (
     rank_loss,
     rank_sides,
 )
+from mosaic_gym.train.decision_replay import DecisionReplay
 from mosaic_gym.train.demos import REFUSAL
 from mosaic_gym.train.policy import frozen_copy, last_checkpoint, lora_config, quiet_progress, trainer_args
 from mosaic_gym.train.refusal_odds import answer_tokens, decision_tokens
 from mosaic_gym.train.rewards import RewardParts, group_rewards
 from mosaic_gym.train.step_stats import step_stats
+
+REPLAY_FILE = "decision_replay.json"  # rl.decision_replay's kept groups, in each checkpoint
 
 
 def training_rows(config: TrainConfig) -> list[dict[str, Any]]:
@@ -342,6 +346,7 @@ def run_grpo(
     episodes = EpisodeRollout(config, tokenizer, config_judge(config), step_log)
     answers = answer_tokens(tokenizer)
     reference = frozen_copy(model) if config.rl.decision_level > 0 else None
+    replay = DecisionReplay(config.rl.decision_replay) if config.rl.decision_replay else None
     rewards = [episodes.alignment_reward, episodes.format_reward, episodes.length_penalty]
     weights = [1.0, config.rl.format_weight, -config.rl.length_weight]
     max_completion = config.episodes.max_steps * (config.episodes.max_new_tokens + 512)
@@ -425,7 +430,9 @@ def run_grpo(
             (decision_points): the step's first pass reads every margin and sets the weights."""
             policy = self.accelerator.unwrap_model(model)
             pending = episodes.take_reads()
-            if pending is not None:
+            if pending is not None and replay is not None:
+                self.points = self._replay_decisions(policy, *pending)
+            elif pending is not None:
                 reads, verdicts = pending
                 rl = config.rl
                 now = read_margins(policy, reads, answers)
@@ -439,6 +446,7 @@ def run_grpo(
                     rl.decision_level,
                     rl.decision_level_on,
                     rl.decision_level_by,
+                    rl.decision_rank_by,
                 )
                 level = None
                 if rl.decision_level_reset and start is not None:
@@ -449,7 +457,7 @@ def run_grpo(
                     episodes.note(key, value)
             with last_hidden_states(policy) as hidden:
                 loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            if self.points is None:
+            if self.points is None or self.points.weights is None:
                 return loss
             plays = inputs["play"].tolist()
             states = torch.cat(hidden)  # TRL may split a loss pass into several forward passes, in order
@@ -470,6 +478,41 @@ def run_grpo(
             # Its value is 0, so the logged loss stays TRL's; its gradient is the decision loss's.
             surrogate = torch.stack(terms).sum()
             return loss + (surrogate - surrogate.detach())
+
+        def _replay_decisions(self, policy: Any, reads: DecisionReads, verdicts: list[float]) -> _StepPoints:
+            """The step's groups join the replay (rl.decision_replay), and the ranking and the level
+            over every kept group add their gradient now, one kept play at a time."""
+            assert replay is not None
+            rl = config.rl
+            started = time.monotonic()
+            replay.add(reads, verdicts, rl.group_size, reference, answers)
+            kept, start = replay.reads(), replay.reference
+            now = read_margins(policy, kept, answers)
+            weights = point_weights(
+                now,
+                start,
+                replay.verdicts,
+                1,
+                rl.decision_rank,
+                rl.decision_level,
+                rl.decision_level_on,
+                rl.decision_level_by,
+                rl.decision_rank_by,
+            )
+            backward_weighted(policy, kept, weights.weights, answers)
+            level = None
+            if rl.decision_level_reset and start is not None:
+                held = level_weights(now, replay.verdicts, 1, rl.decision_level_on)
+                level = (held, weighted_sum(held, start))
+            stats = {
+                **weights.stats,
+                "decision/replay_groups": float(len(replay)),
+                "decision/replay_judged": float(replay.judged),
+                "time/decision_seconds": time.monotonic() - started,
+            }
+            for key, value in stats.items():
+                episodes.note(key, value)
+            return _StepPoints(kept, None, now, level)
 
         def restore_level(self) -> None:
             """After the optimizer's step, put the level back at the frozen copy's on the step's
@@ -504,19 +547,25 @@ def run_grpo(
     )
     if config.rl.decision_level_reset:
         trainer.add_callback(_level_reset_callback(trainer))
+    resumed = last_checkpoint(workdir) if resume else None
+    if replay is not None:
+        trainer.add_callback(_replay_saver(replay))
+        if resumed is not None and (Path(resumed) / REPLAY_FILE).exists():
+            replay.load(Path(resumed) / REPLAY_FILE)
     quiet_progress(trainer, ("loss", "episodes/harmful_refusal_rate", "episodes/format_error_rate"))
-    trainer.train(resume_from_checkpoint=last_checkpoint(workdir) if resume else None)
+    trainer.train(resume_from_checkpoint=resumed)
     return trainer
 
 
 @dataclass(frozen=True)
 class _StepPoints:
     """A step's decisions (rl.decision_points: every): where they are, each one's weight in the
-    loss, their first read, and with rl.decision_level_reset each one's weight in the level and
-    the level the frozen copy gives them."""
+    loss through TRL's passes (None when rl.decision_replay already added it), their first read,
+    and with rl.decision_level_reset each one's weight in the level and the level the frozen copy
+    gives them."""
 
     reads: DecisionReads
-    weights: PointWeights
+    weights: PointWeights | None
     read: list[Any]
     level: tuple[list[Any], float] | None
 
@@ -530,6 +579,19 @@ def _level_reset_callback(trainer: Any) -> Any:
             trainer.restore_level()
 
     return LevelReset()
+
+
+def _replay_saver(replay: DecisionReplay) -> Any:
+    """A callback that keeps the replay's groups beside each checkpoint (``REPLAY_FILE``)."""
+    from transformers import TrainerCallback
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    class ReplaySaver(TrainerCallback):
+        def on_save(self, args: Any, state: Any, *_: Any, **__: Any) -> None:
+            if state.is_world_process_zero:
+                replay.save(Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}" / REPLAY_FILE)
+
+    return ReplaySaver()
 
 
 def _world_size() -> int:
