@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,6 +13,7 @@ transformers = pytest.importorskip("transformers")
 peft = pytest.importorskip("peft")
 
 from mosaic_gym.agents.transcript import TranscriptBuilder  # noqa: E402
+from mosaic_gym.train import decision_ceiling  # noqa: E402
 from mosaic_gym.train.decision_ceiling import decision_step, main, train_batches  # noqa: E402
 from mosaic_gym.train.demos import DECISION  # noqa: E402
 from mosaic_gym.train.refusal_odds import answer_tokens  # noqa: E402
@@ -99,12 +101,31 @@ def test_the_pairwise_loss_ranks_refusals_above_actions_and_needs_both(tiny: tup
     assert math.isnan(decision_step(model, optimiser, batch[:1], (no, yes), "pairwise")), "no pair, no step"
 
 
+def test_a_replay_ranks_the_latest_instances_each_step(
+    tiny: tuple[Path, Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder, adapter = tiny
+    trained: list[list[list[int]]] = []
+
+    def step(model: Any, optimiser: Any, batch: list[Any], answers: tuple[int, int], loss: str) -> float:
+        trained.append([item.ids for item in batch])
+        return decision_step(model, optimiser, batch, answers, loss)
+
+    monkeypatch.setattr(decision_ceiling, "decision_step", step)
+    args = [str(adapter), "--model", str(folder), "--envs", "files", "--seeds", "1", "--steps", "3", "--every", "3"]
+    assert main([*args, "--tasks-per-step", "2", "--replay", "4", "--loss", "pairwise", "--threads", "1"]) == 0
+    assert "each trained with the latest 4" in capsys.readouterr().out
+    assert [len(batch) for batch in trained] == [2, 4, 4]
+    assert trained[1][:2] == trained[0] and trained[2][:2] == trained[1][2:], "the oldest instances go first"
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
         (["--harmful-share", "1.5"], "must be between 0 and 1"),
         (["--learning-rate", "0"], "--learning-rate must be above 0"),
         (["--steps", "0"], "must be at least 1"),
+        (["--replay", "2"], "--replay must be 0 or at least --tasks-per-step 4, got 2"),
     ],
 )
 def test_the_command_names_a_bad_flag(

@@ -1,6 +1,6 @@
 """How much of *when* can the decision learn at RL's budget, given the verdicts it should get?
 
-    python -m mosaic_gym.train.decision_ceiling runs/warm/warm_start [--steps 8] [--tasks-per-step 4]
+    python -m mosaic_gym.train.decision_ceiling runs/warm/warm_start [--steps 8] [--tasks-per-step 4] [--replay 0]
         [--learning-rate 1e-4] [--harmful-share 0.5] [--label-noise 0] [--every 2]
 
 RL teaches the decision to refuse through the judge's verdicts on a few sampled groups per
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,7 @@ import numpy as np
 from mosaic_gym import ToolEnv
 from mosaic_gym.agents.transcript import TranscriptBuilder
 from mosaic_gym.splits import SPLIT_CHOICES, TIER_CHOICES, SplitChoice, TierChoice
-from mosaic_gym.train.decision_rank import RankSides, decision_margins, rank_loss
+from mosaic_gym.train.decision_points import DecisionReads, backward_weighted, point_weights, read_margins
 from mosaic_gym.train.refusal_odds import (
     add_model_arguments,
     answer_tokens,
@@ -131,14 +132,16 @@ def decision_step(
             total += float(value.detach())
         optimiser.step()
         return total
-    refusing, acting = [item.ids for item in batch if item.refuse], [item.ids for item in batch if not item.refuse]
-    sides = RankSides(refusing, acting, undecided=[])  # perfect labels: every instance has a verdict
-    if not sides.pairs:
+    if all(item.refuse for item in batch) or not any(item.refuse for item in batch):
         return math.nan
-    ranked = rank_loss(decision_margins(model, sides.refusing, answers), decision_margins(model, sides.acting, answers))
-    ranked.backward()
+    # As RL's ranking does it (decision_points): the margins read without grad, the loss's
+    # gradient with respect to each, then one context's graph at a time, so a long replay fits.
+    reads = DecisionReads([item.ids for item in batch], [len(item.ids) for item in batch], [[0]] * len(batch))
+    verdicts = [1.0 if item.refuse else -1.0 for item in batch]
+    weights = point_weights(read_margins(model, reads, answers), None, verdicts, 1, 1.0, 0.0, "all", "group")
+    backward_weighted(model, reads, weights.weights, answers)
     optimiser.step()
-    return float(ranked.detach())
+    return weights.stats["decision/rank_loss"]
 
 
 def read_out(
@@ -174,8 +177,10 @@ def run(args: argparse.Namespace, model: Any, tokenizer: Any) -> list[ReadOut]:
         args.label_noise,
         args.seed,
     )
+    kept: deque[Labelled] = deque(maxlen=args.replay or args.tasks_per_step)
     for step, batch in enumerate(batches, start=1):
-        loss = decision_step(model, optimiser, batch, answers, args.loss)
+        kept.extend(batch)  # with --replay, the latest instances so far, this step's included
+        loss = decision_step(model, optimiser, list(kept), answers, args.loss)
         if step % args.every == 0 or step == args.steps:
             rows.append(read_out(model, tokenizer, args.envs, args.split, args.tier, args.seeds, step))
             print(format_read_out(rows[-1], loss), flush=True)
@@ -202,12 +207,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--loss", default="ce", choices=["ce", "pairwise"], help="per instance, or ranking refusals above actions"
     )
+    parser.add_argument(
+        "--replay",
+        type=int,
+        default=0,
+        help="train each step on the latest N instances, this step's included, as rl.decision_replay (default 0: "
+        "the step's own)",
+    )
     parser.add_argument("--every", type=at_least_one, default=2, help="read out every N steps (default 2)")
     parser.add_argument("--seed", type=int, default=0, help="which train instances, and which labels flip")
     parser.add_argument("--threads", type=at_least_one, help="torch threads (default: torch's choice)")
     args = parser.parse_args(argv)
     if args.learning_rate <= 0:
         parser.error(f"--learning-rate must be above 0, got {args.learning_rate}")
+    if args.replay and args.replay < args.tasks_per_step:
+        parser.error(f"--replay must be 0 or at least --tasks-per-step {args.tasks_per_step}, got {args.replay}")
     if len(args.adapters) != 1:
         parser.error("give one adapter: the warm start to train from")
     adapter: Path = args.adapters[0]
@@ -221,7 +235,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"The decision alone, {args.loss} loss on perfect verdicts ({args.label_noise:.0%} flipped): "
         f"{args.steps} steps of "
-        f"{args.tasks_per_step} train instances ({args.harmful_share:.0%} harmful), AdamW at {args.learning_rate:g}; "
+        f"{args.tasks_per_step} train instances ({args.harmful_share:.0%} harmful)"
+        f"{f', each trained with the latest {args.replay}' if args.replay else ''}, AdamW at {args.learning_rate:g}; "
         f'P(" No") at the first reply, {args.split} split, {args.tier} tier, {args.seeds} seeds per template'
     )
     run(args, model, tokenizer)
