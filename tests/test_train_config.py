@@ -66,10 +66,9 @@ def test_overrides_apply_with_yaml_values() -> None:
             "rl.decision_rank_by: 'reply' reads each reply apart, and rl.decision_points 'first' reads",
         ),
         (["--rl.decision_replay", "1"], "rl.decision_replay: must be 0 or at least rl.groups_per_step 2, so that"),
-        (["--rl.decision_replay", "8"], "rl.decision_replay: keeps every decision of past groups: it needs"),
         (
-            ["--rl.decision_level_reset", "true", "--rl.decision_points", "every", "--rl.decision_rank", "1"],
-            "rl.decision_level_reset: resets the level rl.decision_level holds over every decision: it needs",
+            ["--rl.decision_level_reset", "true", "--rl.decision_rank", "1"],
+            "rl.decision_level_reset: resets the level rl.decision_level holds: it needs rl.decision_level above 0",
         ),
         (["--rl.explore_refusals", "4"], "rl.explore_refusals: must be 0 or more and below rl.group_size 4"),
         (["--episodes.tier", "easy"], "episodes.tier: must be one of starter, standard, all"),

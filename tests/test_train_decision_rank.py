@@ -8,7 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from mosaic_gym.train.decision_rank import group_verdicts, level_loss, rank_loss, rank_sides  # noqa: E402
+from mosaic_gym.train.decision_rank import group_verdicts, level_loss, rank_loss  # noqa: E402
 
 
 def test_a_groups_verdict_is_how_much_more_the_judge_paid_its_refusals() -> None:
@@ -17,15 +17,6 @@ def test_a_groups_verdict_is_how_much_more_the_judge_paid_its_refusals() -> None
     assert group_verdicts(alignment, refused, 4) == [2.0, -1.0, 0.0], "won; lost; no refusal to judge"
     with pytest.raises(ValueError, match="not groups of 4"):
         group_verdicts(alignment[:6], refused[:6], 4)
-
-
-def test_groups_split_by_the_sign_of_their_verdict() -> None:
-    sides = rank_sides([[1], [2], [3], [4]], [0.8, -0.2, 0.0, 1.5])
-    assert sides.refusing == [[1], [4]] and sides.acting == [[2]] and sides.undecided == [[3]] and sides.pairs == 2
-    assert sides.everything == [[1], [4], [2], [3]]
-    assert rank_sides([[1], [2]], [0.3, 0.1]).pairs == 0, "every group one way: nothing to rank"
-    with pytest.raises(ValueError, match="2 contexts for 3 groups"):
-        rank_sides([[1], [2]], [1.0, -1.0, 0.5])
 
 
 def test_the_loss_ranks_refusing_above_acting_and_ignores_a_shift_shared_by_every_task() -> None:

@@ -207,6 +207,20 @@ def test_a_replay_ranks_the_latest_groups_each_reply_apart_and_holds_their_level
     assert [len(k["groups"]) for k in kept] == [2, 4], "each checkpoint keeps the groups a resumed run goes on with"
 
 
+def test_a_replay_of_first_replies_holds_and_resets_their_level(tiny: Path, tmp_path: Path) -> None:
+    kinds = {"harmful": 1.0, "benign": 1.0}
+    decision = {"decision_rank": 1.0, "decision_weight": 0, "decision_level": 1.0, "decision_replay": 4}
+    config = tiny_config(
+        tiny, groups_per_step=2, explore_refusals=1, kinds=kinds, decision_level_reset=True, **decision
+    )
+    config.probe.episodes_per_kind = 0
+    train(config, tmp_path / "run")
+    state = json.loads((tmp_path / "run" / "rl" / "checkpoint-2" / "trainer_state.json").read_text())
+    assert logged(state, "decision/replay_groups") == [2.0, 4.0], "one context per group, kept"
+    moved, reset = logged(state, "decision/level_reset_before"), logged(state, "decision/level_reset_after")
+    assert len(moved) == 2 and all(abs(after) < abs(before) / 5 for before, after in zip(moved, reset, strict=True))
+
+
 def logged(state: dict[str, Any], key: str) -> list[float]:
     """Every value of ``key`` in a checkpoint's ``trainer_state.json`` log history, in order."""
     return [entry[key] for entry in state["log_history"] if key in entry]
@@ -268,7 +282,7 @@ def test_rollout_func_returns_groups_with_only_agent_tokens_in_the_loss(tiny: Pa
     assert torch.equal(episodes.settle(advantages, width), advantages), "rl.balance_decision is off"
     logged = episodes.logged()
     assert "episodes/format_error_rate" in logged and "decision/net_push" in logged
-    assert episodes.take_ranking() is None, "rl.decision_rank is off"
+    assert episodes.take_reads() is None, "rl.decision_rank is off"
     assert episodes.logged() == {}, "each log takes what came since"
     # Balanced and weighted, the same plays' advantages become one row of tokens per play.
     config.rl.balance_decision, config.rl.decision_weight = True, 3.0
@@ -281,12 +295,15 @@ def test_rollout_func_returns_groups_with_only_agent_tokens_in_the_loss(tiny: Pa
     config.rl.decision_rank = 1.0
     episodes._step.verdicts[:] = [0.4, -0.2]  # refusing won the first group, lost the second
     episodes.settle(advantages, width)
-    sides = episodes.take_ranking()
-    assert sides is not None and sides.pairs == 1 and episodes.take_ranking() is None
-    [refusing], [acting] = sides.refusing, sides.acting
+    step = episodes.take_reads()
+    assert step is not None and step.verdicts == [0.4, -0.2] and step.group_size == 1
+    assert episodes.take_reads() is None
+    assert episodes.logged()["decision/rank_pairs"] == 1.0
+    refusing, acting = step.reads.sequences
     assert refusing[: len(output["prompt_ids"][0])] == list(output["prompt_ids"][0])
     assert acting[: len(output["prompt_ids"][3])] == list(output["prompt_ids"][3])
     assert agent.tokenizer.decode(refusing).endswith(f"<think>{DECISION}")
+    assert step.reads.rows(0) == [len(refusing) - 1], "the question's last token predicts the answer"
 
 
 def test_rollout_func_refuses_split_groups(tiny: Path) -> None:

@@ -210,20 +210,20 @@ class RLSettings(_Section):
     # decisions for each n ("reply"), so that the level cannot fall at one reply while it rises
     # at another (docs/training.md).
     decision_level_by: Literal["group", "reply"] = "group"
-    # With rl.decision_points "every": after each optimizer step, one step along the level's
-    # gradient puts the held groups' mean margin over every decision back at the frozen copy's,
-    # to first order. rl.decision_level's loss only sees a shift a step after it happened, and
-    # under Adam it overshot (docs/results.md, session 9). One more forward and backward pass
-    # per play, and a forward to log the level after (decision/level_reset_after).
+    # After each optimizer step, one step along the level's gradient puts the held groups' mean
+    # margin over the step's decisions back at the frozen copy's, to first order.
+    # rl.decision_level's loss only sees a shift a step after it happened, and under Adam it
+    # overshot (docs/results.md, session 9). One more forward and backward pass per play (per
+    # context, or kept play), and a forward to log the level after (decision/level_reset_after).
     decision_level_reset: bool = False
     # With rl.decision_points "every", what rl.decision_rank ranks: the groups' means over all
     # their decisions ("group"), or, for each n, their means over their plays' n-th decisions,
     # each reply against the same reply of the other groups ("reply").
     decision_rank_by: Literal["group", "reply"] = "group"
-    # With rl.decision_points "every": the ranking and the level read the latest this many judged
-    # groups, this step's included, one play each (the one that wrote the most decisions), so the
-    # ranking learns from every recent verdict instead of a step's few
-    # (mosaic_gym.train.decision_replay). At least rl.groups_per_step; 0 reads this step's plays
+    # The ranking and the level read the latest this many judged groups, this step's included
+    # (with rl.decision_points "every", one play each: the one that wrote the most decisions), so
+    # the ranking learns from every recent verdict instead of a step's few
+    # (mosaic_gym.train.decision_replay). At least rl.groups_per_step; 0 reads this step's
     # alone. Costs one forward pass without grad and one with, per kept group and step.
     decision_replay: int = 0
     # Plays per group whose first reply is the protocol's refusal instead of a sample, whatever
@@ -282,15 +282,9 @@ class RLSettings(_Section):
             f"are all read, got {self.decision_replay}",
         )
         _require(
-            self.decision_replay == 0 or self.decision_points == "every",
-            "rl.decision_replay",
-            "keeps every decision of past groups: it needs rl.decision_points 'every'",
-        )
-        _require(
-            not self.decision_level_reset or (self.decision_points == "every" and self.decision_level > 0),
+            not self.decision_level_reset or self.decision_level > 0,
             "rl.decision_level_reset",
-            "resets the level rl.decision_level holds over every decision: it needs rl.decision_level above 0 "
-            "and rl.decision_points 'every'",
+            "resets the level rl.decision_level holds: it needs rl.decision_level above 0",
         )
         _require(self.format_weight >= 0, "rl.format_weight", "must be 0 or more")
         _require(self.length_budget >= 1, "rl.length_budget", "must be at least 1 token")

@@ -18,26 +18,7 @@ margin of the step's groups at what the policy RL started from gives the same co
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
-
-
-@dataclass(frozen=True)
-class RankSides:
-    """The first-reply decision contexts (prompt, then the question) of one step's groups, by verdict."""
-
-    refusing: list[list[int]]  # groups where refusing won
-    acting: list[list[int]]  # groups where acting won
-    undecided: list[list[int]]  # groups without a verdict (no refusal, only refusals, or a tie)
-
-    @property
-    def pairs(self) -> int:
-        return len(self.refusing) * len(self.acting)
-
-    @property
-    def everything(self) -> list[list[int]]:
-        """Every group's context: refusing first, then acting, then undecided."""
-        return self.refusing + self.acting + self.undecided
 
 
 def group_verdicts(alignment: Sequence[float], refused: Sequence[bool], group_size: int) -> list[float]:
@@ -53,24 +34,6 @@ def group_verdicts(alignment: Sequence[float], refused: Sequence[bool], group_si
         acting = [reward for reward, refusal in plays if not refusal]
         verdicts.append(sum(refusing) / len(refusing) - sum(acting) / len(acting) if refusing and acting else 0.0)
     return verdicts
-
-
-def rank_sides(contexts: Sequence[list[int]], verdicts: Sequence[float]) -> RankSides:
-    """The groups' contexts, split by the sign of their verdict."""
-    if len(contexts) != len(verdicts):
-        raise ValueError(f"{len(contexts)} contexts for {len(verdicts)} groups")
-    return RankSides(
-        [c for c, v in zip(contexts, verdicts, strict=True) if v > 0],
-        [c for c, v in zip(contexts, verdicts, strict=True) if v < 0],
-        [c for c, v in zip(contexts, verdicts, strict=True) if v == 0],
-    )
-
-
-def decision_margins(model: Any, contexts: Sequence[list[int]], answers: tuple[int, int]) -> Any:
-    """``logit(" No") - logit(" Yes")`` after each context, one forward pass each (with grad)."""
-    import torch
-
-    return torch.cat([margins_at(model, ids, [len(ids) - 1], answers) for ids in contexts])
 
 
 def margins_at(model: Any, ids: Sequence[int], rows: Sequence[int], answers: tuple[int, int]) -> Any:

@@ -49,14 +49,7 @@ from mosaic_gym.train.decision_points import (
     reset_level,
     weighted_sum,
 )
-from mosaic_gym.train.decision_rank import (
-    RankSides,
-    decision_margins,
-    group_verdicts,
-    level_loss,
-    rank_loss,
-    rank_sides,
-)
+from mosaic_gym.train.decision_rank import group_verdicts
 from mosaic_gym.train.decision_replay import DecisionReplay
 from mosaic_gym.train.demos import REFUSAL
 from mosaic_gym.train.policy import frozen_copy, last_checkpoint, lora_config, quiet_progress, trainer_args
@@ -148,8 +141,7 @@ class EpisodeRollout:
         self._agent: HFAgent | None = None
         self._parts: list[RewardParts] = []
         self._step = _Step(None, {}, [], [], [], [], None)
-        self._ranking: RankSides | None = None  # the last step's groups to rank, until its loss takes them
-        self._reads: tuple[DecisionReads, list[float]] | None = None  # the same, with every decision
+        self._reads: StepDecisions | None = None  # the last step's decisions, until its loss takes them
         self._pending: dict[str, list[float]] = defaultdict(list)  # statistics not yet logged
 
     def __call__(self, prompts: list[list[dict[str, str]]], trainer: Any) -> dict[str, Any]:
@@ -191,8 +183,8 @@ class EpisodeRollout:
         that pushed the decision to refuse up and down when ``rl.balance_decision`` asks for it,
         and per token (``width`` completion tokens per play) with ``rl.decision_weight`` on the
         decision tokens (see :mod:`mosaic_gym.train.decision_balance`). With ``rl.decision_rank``
-        or ``rl.decision_level`` the groups' first-reply contexts wait here, by verdict, for the
-        step's loss. The step's
+        or ``rl.decision_level`` the step's decisions (each group's first-reply context, or every
+        play's decisions) wait here with the groups' verdicts for the step's loss. The step's
         statistics are recorded here, with both pushes."""
         import torch
 
@@ -201,12 +193,14 @@ class EpisodeRollout:
         push = decision_push(advantages.tolist(), step.refused, rl.group_size, rl.balance_decision)
         ranking = {}
         if rl.decision_rank > 0 or rl.decision_level > 0:
-            sides = rank_sides(step.contexts, step.verdicts)
-            ranking = {"decision/rank_pairs": float(sides.pairs)}
-            if step.reads is None:
-                self._ranking = sides
+            refusing, acting = sum(v > 0 for v in step.verdicts), sum(v < 0 for v in step.verdicts)
+            ranking = {"decision/rank_pairs": float(refusing * acting)}
+            if step.reads is None:  # each group's first reply: its prompt, then the question
+                lengths = [len(context) for context in step.contexts]
+                first = DecisionReads(step.contexts, lengths, [[0]] * len(step.contexts))
+                self._reads = StepDecisions(first, step.verdicts, 1)
             else:
-                self._reads = (step.reads, step.verdicts)
+                self._reads = StepDecisions(step.reads, step.verdicts, rl.group_size)
         self._record(step.trainer, {**step.stats, **push.stats(), **ranking})
         balanced: list[Any] = push.advantages
         if rl.decision_weight != 1.0 or rl.decision_credit == "refusal":
@@ -216,14 +210,9 @@ class EpisodeRollout:
             balanced = weigh_decisions(push.advantages, step.decisions, width, rl.decision_weight, cleared)
         return torch.tensor(balanced, dtype=advantages.dtype, device=advantages.device)
 
-    def take_ranking(self) -> RankSides | None:
-        """The last step's groups by verdict, for ``rl.decision_rank`` and ``rl.decision_level``,
-        once: the step's first loss pass takes them."""
-        ranking, self._ranking = self._ranking, None
-        return ranking
-
-    def take_reads(self) -> tuple[DecisionReads, list[float]] | None:
-        """The last step's decisions and group verdicts, with ``rl.decision_points: every``, once."""
+    def take_reads(self) -> StepDecisions | None:
+        """The last step's decisions and group verdicts, for ``rl.decision_rank`` and
+        ``rl.decision_level``, once: the step's first loss pass takes them."""
         reads, self._reads = self._reads, None
         return reads
 
@@ -389,38 +378,13 @@ def run_grpo(
         def compute_loss(
             self, model: Any, inputs: Any, return_outputs: bool = False, num_items_in_batch: Any = None
         ) -> Any:
-            if config.rl.decision_points == "every":
+            if config.rl.decision_points == "every" and replay is None:
                 return self._loss_over_every_decision(model, inputs, return_outputs, num_items_in_batch)
-            # TRL's loss for the step is the sum over its loss passes (scaled for accumulation
-            # already), so the ranking and the level, added once per step, weigh
-            # rl.decision_rank and rl.decision_level against it.
             loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            sides = episodes.take_ranking()
-            if sides is None:
-                return loss
-            refusing, acting = len(sides.refusing), len(sides.acting)
-            ranked = config.rl.decision_rank > 0 and sides.pairs > 0
-            holds_all = reference is not None and config.rl.decision_level_on == "all"
-            # Refusing, then acting, then (for a level held on every group) the undecided groups.
-            contexts = sides.everything if holds_all else sides.refusing + sides.acting
-            held = slice(0) if reference is None else slice(None) if holds_all else slice(refusing, refusing + acting)
-            if not ranked and not contexts[held]:
-                return loss  # nothing to rank, and no level to hold
-            # The module itself, not a distributed wrapper: one wrapped forward per backward.
-            policy = self.accelerator.unwrap_model(model)
-            margins = decision_margins(policy, contexts, answers)
-            if ranked:
-                ranking = rank_loss(margins[:refusing], margins[refusing : refusing + acting])
-                episodes.note("decision/rank_loss", float(ranking.detach()))
-                loss = loss + config.rl.decision_rank * ranking
-            if reference is not None and contexts[held]:
-                with torch.no_grad():
-                    start = decision_margins(reference, contexts[held], answers)
-                shift = margins[held] - start
-                level = level_loss(margins[held], start)
-                episodes.note("decision/level_loss", float(level.detach()))
-                episodes.note("decision/level_shift", float(shift.mean().detach()))
-                loss = loss + config.rl.decision_level * level
+            pending = episodes.take_reads()
+            if pending is not None:
+                # The module itself, not a distributed wrapper: one wrapped forward per backward.
+                self.points = self._decisions_apart(self.accelerator.unwrap_model(model), pending)
             return loss
 
         def _loss_over_every_decision(
@@ -430,10 +394,8 @@ def run_grpo(
             (decision_points): the step's first pass reads every margin and sets the weights."""
             policy = self.accelerator.unwrap_model(model)
             pending = episodes.take_reads()
-            if pending is not None and replay is not None:
-                self.points = self._replay_decisions(policy, *pending)
-            elif pending is not None:
-                reads, verdicts = pending
+            if pending is not None:
+                reads, verdicts = pending.reads, pending.verdicts
                 rl = config.rl
                 now = read_margins(policy, reads, answers)
                 start = read_margins(reference, reads, answers) if reference is not None else None
@@ -479,19 +441,27 @@ def run_grpo(
             surrogate = torch.stack(terms).sum()
             return loss + (surrogate - surrogate.detach())
 
-        def _replay_decisions(self, policy: Any, reads: DecisionReads, verdicts: list[float]) -> _StepPoints:
-            """The step's groups join the replay (rl.decision_replay), and the ranking and the level
-            over every kept group add their gradient now, one kept play at a time."""
-            assert replay is not None
+        def _decisions_apart(self, policy: Any, step: StepDecisions) -> _StepPoints:
+            """The ranking and the level over the step's first-reply contexts, or, with
+            rl.decision_replay, over the kept groups the step's join: their gradient is added now,
+            one context at a time, apart from TRL's passes. TRL's loss for the step is the sum
+            over its passes (scaled for accumulation already), so added once per step, they weigh
+            rl.decision_rank and rl.decision_level against it."""
             rl = config.rl
             started = time.monotonic()
-            replay.add(reads, verdicts, rl.group_size, reference, answers)
-            kept, start = replay.reads(), replay.reference
-            now = read_margins(policy, kept, answers)
+            stats: dict[str, float] = {}
+            if replay is None:
+                reads, verdicts = step.reads, step.verdicts
+                start = read_margins(reference, reads, answers) if reference is not None else None
+            else:
+                replay.add(step.reads, step.verdicts, step.group_size, reference, answers)
+                reads, verdicts, start = replay.reads(), replay.verdicts, replay.reference
+                stats = {"decision/replay_groups": float(len(replay)), "decision/replay_judged": float(replay.judged)}
+            now = read_margins(policy, reads, answers)
             weights = point_weights(
                 now,
                 start,
-                replay.verdicts,
+                verdicts,
                 1,
                 rl.decision_rank,
                 rl.decision_level,
@@ -499,20 +469,15 @@ def run_grpo(
                 rl.decision_level_by,
                 rl.decision_rank_by,
             )
-            backward_weighted(policy, kept, weights.weights, answers)
+            backward_weighted(policy, reads, weights.weights, answers)
             level = None
             if rl.decision_level_reset and start is not None:
-                held = level_weights(now, replay.verdicts, 1, rl.decision_level_on)
+                held = level_weights(now, verdicts, 1, rl.decision_level_on)
                 level = (held, weighted_sum(held, start))
-            stats = {
-                **weights.stats,
-                "decision/replay_groups": float(len(replay)),
-                "decision/replay_judged": float(replay.judged),
-                "time/decision_seconds": time.monotonic() - started,
-            }
+            stats |= {**weights.stats, "time/decision_seconds": time.monotonic() - started}
             for key, value in stats.items():
                 episodes.note(key, value)
-            return _StepPoints(kept, None, now, level)
+            return _StepPoints(reads, None, now, level)
 
         def restore_level(self) -> None:
             """After the optimizer's step, put the level back at the frozen copy's on the step's
@@ -555,6 +520,17 @@ def run_grpo(
     quiet_progress(trainer, ("loss", "episodes/harmful_refusal_rate", "episodes/format_error_rate"))
     trainer.train(resume_from_checkpoint=resumed)
     return trainer
+
+
+@dataclass(frozen=True)
+class StepDecisions:
+    """A step's decisions for the ranking and the level: each group's first-reply context (one
+    read per group), or every play's decisions (``group_size`` reads per group), and the groups'
+    verdicts (decision_rank.group_verdicts)."""
+
+    reads: DecisionReads
+    verdicts: list[float]
+    group_size: int
 
 
 @dataclass(frozen=True)
