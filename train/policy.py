@@ -46,10 +46,12 @@ def from_warm_start(base: Any, warm_start: Path) -> Any:
 
 def frozen_copy(model: Any) -> Any:
     """A copy of ``model`` as it is now, in eval mode and without grad: the policy RL started
-    from, for losses that compare against it (``rl.decision_level``)."""
+    from, for losses that compare against it (``rl.decision_level``). Parameters that do not
+    train (a LoRA model's base weights) are shared, not copied: they stay what they are."""
     import copy
 
-    reference = copy.deepcopy(model).eval()
+    frozen = {id(p): p for p in model.parameters() if not p.requires_grad}
+    reference = copy.deepcopy(model, memo=frozen).eval()
     reference.requires_grad_(False)
     return reference
 
