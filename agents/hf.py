@@ -8,12 +8,16 @@ second. Any other model id or local folder works with its own chat template.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import os
 import shutil
+import sys
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,20 +50,34 @@ def embedded_model_dir() -> Path:
         raise AgentConfigError(f"{source} has no {EMBEDDED_GGUF}; reinstall it: {INSTALL_HINT}")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(source, gguf_file=EMBEDDED_GGUF)
-    quantizer: Any = getattr(model, "hf_quantizer", None)
-    if quantizer is not None:  # trainers refuse GGUF-flagged models
-        quantizer.remove_quantization_config(model)
-    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=EMBEDDED_GGUF)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".converting-"))
-    try:  # write beside the target, then rename: a crash never leaves a half-written cache
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        os.replace(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    print(f"converting the embedded model to safetensors in {target}, once", file=sys.stderr, flush=True)
+    # transformers draws bars of its own here, one tick per tensor read and per shard written
+    with without_bars():
+        model = AutoModelForCausalLM.from_pretrained(source, gguf_file=EMBEDDED_GGUF)
+        quantizer: Any = getattr(model, "hf_quantizer", None)
+        if quantizer is not None:  # trainers refuse GGUF-flagged models
+            quantizer.remove_quantization_config(model)
+        tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=EMBEDDED_GGUF)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".converting-"))
+        try:  # write beside the target, then rename: a crash never leaves a half-written cache
+            model.save_pretrained(staging)
+            tokenizer.save_pretrained(staging)
+            os.replace(staging, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+@contextmanager
+def without_bars() -> Iterator[None]:
+    """Progress bars drawn inside the block go nowhere (tqdm writes to ``sys.stderr``); what a
+    library prints to stdout, exceptions and warnings still come through."""
+    with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("default")
+        yield
+    for warning in caught:
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
 
 
 def resolve_model(model: str | None) -> str:

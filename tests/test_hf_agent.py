@@ -304,3 +304,19 @@ def test_registry_and_eval_run_the_hf_agent(tiny: Path, tmp_path: Path) -> None:
     for record in records.values():
         assert record["agent"] == {"name": "hf", "model": str(tiny), "adapter": None}
         assert record["outcome"]["agent_tokens"] > 0
+
+
+def test_a_libraries_progress_bar_is_muted_and_its_warnings_are_not(capsys: pytest.CaptureFixture[str]) -> None:
+    import warnings
+
+    from tqdm.auto import tqdm
+
+    from mosaic_gym.agents.hf import without_bars
+
+    with pytest.warns(UserWarning, match="still said"), without_bars():
+        for _ in tqdm(range(3), desc="Converting tensors"):
+            pass
+        print("still printed")
+        warnings.warn("still said", UserWarning, stacklevel=1)
+    out, err = capsys.readouterr()
+    assert "Converting tensors" not in err and out == "still printed\n"
