@@ -372,7 +372,7 @@ def run_grpo(
             logs.update(episodes.logged())
             super().log(logs, start_time)
 
-        # The step's decisions and each one's weight in the loss, with rl.decision_points: every.
+        # The decisions the step's ranking and level read, and each one's weight in the loss.
         points: _StepPoints | None = None
 
         def compute_loss(
@@ -443,8 +443,8 @@ def run_grpo(
 
         def _decisions_apart(self, policy: Any, step: StepDecisions) -> _StepPoints:
             """The ranking and the level over the step's first-reply contexts, or, with
-            rl.decision_replay, over the kept groups the step's join: their gradient is added now,
-            one context at a time, apart from TRL's passes. TRL's loss for the step is the sum
+            rl.decision_replay, over the kept groups once the step's have joined them: their
+            gradient is added now, one context at a time, apart from TRL's passes. TRL's loss for the step is the sum
             over its passes (scaled for accumulation already), so added once per step, they weigh
             rl.decision_rank and rl.decision_level against it."""
             rl = config.rl
@@ -535,10 +535,10 @@ class StepDecisions:
 
 @dataclass(frozen=True)
 class _StepPoints:
-    """A step's decisions (rl.decision_points: every): where they are, each one's weight in the
-    loss through TRL's passes (None when rl.decision_replay already added it), their first read,
-    and with rl.decision_level_reset each one's weight in the level and the level the frozen copy
-    gives them."""
+    """The decisions a step's ranking and level read: where they are, each one's weight in the
+    loss through TRL's passes (None when ``_decisions_apart`` added their gradient itself), their
+    first read, and with rl.decision_level_reset each one's weight in the level and the level
+    the frozen copy gives them."""
 
     reads: DecisionReads
     weights: PointWeights | None
