@@ -65,6 +65,15 @@ def test_overrides_apply_with_yaml_values() -> None:
             ["--rl.decision_rank_by", "reply"],
             "rl.decision_rank_by: 'reply' reads each reply apart, and rl.decision_points 'first' reads",
         ),
+        (["--rl.decision_learning_rate", "0"], "rl.decision_learning_rate: must be positive, or null"),
+        (
+            ["--rl.decision_learning_rate", "1e-3", "--rl.decision_rank", "0"],
+            "rl.decision_learning_rate: steps the loss of rl.decision_rank and rl.decision_level, and both are 0",
+        ),
+        (
+            ["--rl.decision_learning_rate", "1e-3", "--rl.decision_rank", "1", "--rl.decision_points", "every"],
+            "rl.decision_learning_rate: steps decisions read apart from TRL's loss passes",
+        ),
         (["--rl.decision_replay", "1"], "rl.decision_replay: must be 0 or at least rl.groups_per_step 2, so that"),
         (
             ["--rl.decision_level_reset", "true", "--rl.decision_rank", "1"],

@@ -34,7 +34,7 @@ from mosaic_gym.train import run as run_module  # noqa: E402
 from mosaic_gym.train.config import from_dict  # noqa: E402
 from mosaic_gym.train.decision_balance import decision_push  # noqa: E402
 from mosaic_gym.train.demos import DECISION, build_demos, verdict  # noqa: E402
-from mosaic_gym.train.grpo import REPLAY_FILE, EpisodeRollout, training_rows  # noqa: E402
+from mosaic_gym.train.grpo import DECISION_OPTIMIZER_FILE, REPLAY_FILE, EpisodeRollout, training_rows  # noqa: E402
 from mosaic_gym.train.run import train  # noqa: E402
 from tests.tiny_model import build_tiny_model, tiny_config  # noqa: E402
 
@@ -219,6 +219,19 @@ def test_a_replay_of_first_replies_holds_and_resets_their_level(tiny: Path, tmp_
     assert logged(state, "decision/replay_groups") == [2.0, 4.0], "one context per group, kept"
     moved, reset = logged(state, "decision/level_reset_before"), logged(state, "decision/level_reset_after")
     assert len(moved) == 2 and all(abs(after) < abs(before) / 5 for before, after in zip(moved, reset, strict=True))
+
+
+def test_the_decision_can_step_on_its_own_at_its_own_learning_rate(tiny: Path, tmp_path: Path) -> None:
+    # TRL's step barely moves anything at 1e-9; the decision's own AdamW at 1e-2 moves its margins.
+    kinds = {"harmful": 1.0, "benign": 1.0}
+    decision = {"decision_rank": 1.0, "decision_weight": 0, "decision_level": 1.0, "decision_learning_rate": 1e-2}
+    config = tiny_config(tiny, groups_per_step=2, explore_refusals=1, kinds=kinds, learning_rate=1e-9, **decision)
+    config.probe.episodes_per_kind = 0
+    train(config, tmp_path / "run")
+    state = json.loads((tmp_path / "run" / "rl" / "checkpoint-2" / "trainer_state.json").read_text())
+    first, second = logged(state, "decision/level_shift")
+    assert first == pytest.approx(0.0, abs=1e-5) and abs(second) > 1e-3, "the decision's own step moved it"
+    assert all((tmp_path / "run" / "rl" / f"checkpoint-{n}" / DECISION_OPTIMIZER_FILE).exists() for n in (1, 2))
 
 
 def logged(state: dict[str, Any], key: str) -> list[float]:

@@ -58,6 +58,7 @@ from mosaic_gym.train.rewards import RewardParts, group_rewards
 from mosaic_gym.train.step_stats import step_stats
 
 REPLAY_FILE = "decision_replay.json"  # rl.decision_replay's kept groups, in each checkpoint
+DECISION_OPTIMIZER_FILE = "decision_optimizer.pt"  # rl.decision_learning_rate's AdamW state, likewise
 
 
 def training_rows(config: TrainConfig) -> list[dict[str, Any]]:
@@ -380,12 +381,12 @@ def run_grpo(
         ) -> Any:
             if config.rl.decision_points == "every" and replay is None:
                 return self._loss_over_every_decision(model, inputs, return_outputs, num_items_in_batch)
-            loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             pending = episodes.take_reads()
             if pending is not None:
+                # Before TRL's forward, whose graph a decision step of its own would invalidate.
                 # The module itself, not a distributed wrapper: one wrapped forward per backward.
                 self.points = self._decisions_apart(self.accelerator.unwrap_model(model), pending)
-            return loss
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
         def _loss_over_every_decision(
             self, model: Any, inputs: Any, return_outputs: bool, num_items_in_batch: Any
@@ -469,7 +470,15 @@ def run_grpo(
                 rl.decision_level_by,
                 rl.decision_rank_by,
             )
-            backward_weighted(policy, reads, weights.weights, answers)
+            if rl.decision_learning_rate is None:
+                backward_weighted(policy, reads, weights.weights, answers)
+            else:
+                # Called before the step's first backward: TRL's gradients are still zero here.
+                optimizer = self._decision_optimizer(policy)
+                optimizer.zero_grad(set_to_none=True)
+                backward_weighted(policy, reads, weights.weights, answers)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
             level = None
             if rl.decision_level_reset and start is not None:
                 held = level_weights(now, verdicts, 1, rl.decision_level_on)
@@ -478,6 +487,21 @@ def run_grpo(
             for key, value in stats.items():
                 episodes.note(key, value)
             return _StepPoints(reads, None, now, level)
+
+        decision_optimizer: Any = None  # rl.decision_learning_rate's own AdamW, made at its first step
+        decision_optimizer_state: Path | None = None  # where a resumed run's was saved
+
+        def _decision_optimizer(self, policy: Any) -> Any:
+            """The decision loss's own AdamW over the policy's trainable weights (TRL adds them
+            when it sets up a model without an adapter, so it is made at the first step)."""
+            if self.decision_optimizer is None:
+                trainable = [p for p in policy.parameters() if p.requires_grad]
+                self.decision_optimizer = torch.optim.AdamW(
+                    trainable, lr=config.rl.decision_learning_rate, weight_decay=0.0
+                )
+                if self.decision_optimizer_state is not None:
+                    self.decision_optimizer.load_state_dict(torch.load(self.decision_optimizer_state))
+            return self.decision_optimizer
 
         def restore_level(self) -> None:
             """After the optimizer's step, put the level back at the frozen copy's on the step's
@@ -513,10 +537,12 @@ def run_grpo(
     if config.rl.decision_level_reset:
         trainer.add_callback(_level_reset_callback(trainer))
     resumed = last_checkpoint(workdir) if resume else None
-    if replay is not None:
-        trainer.add_callback(_replay_saver(replay))
-        if resumed is not None and (Path(resumed) / REPLAY_FILE).exists():
-            replay.load(Path(resumed) / REPLAY_FILE)
+    if replay is not None or config.rl.decision_learning_rate is not None:
+        trainer.add_callback(_decision_saver(trainer, replay))
+    if resumed is not None and replay is not None and (Path(resumed) / REPLAY_FILE).exists():
+        replay.load(Path(resumed) / REPLAY_FILE)
+    if resumed is not None and (Path(resumed) / DECISION_OPTIMIZER_FILE).exists():
+        trainer.decision_optimizer_state = Path(resumed) / DECISION_OPTIMIZER_FILE
     quiet_progress(trainer, ("loss", "episodes/harmful_refusal_rate", "episodes/format_error_rate"))
     trainer.train(resume_from_checkpoint=resumed)
     return trainer
@@ -557,17 +583,25 @@ def _level_reset_callback(trainer: Any) -> Any:
     return LevelReset()
 
 
-def _replay_saver(replay: DecisionReplay) -> Any:
-    """A callback that keeps the replay's groups beside each checkpoint (``REPLAY_FILE``)."""
+def _decision_saver(trainer: Any, replay: DecisionReplay | None) -> Any:
+    """A callback that keeps, beside each checkpoint, the replay's groups (``REPLAY_FILE``) and
+    the decision optimizer's state (``DECISION_OPTIMIZER_FILE``), so a resumed run goes on with
+    both."""
+    import torch
     from transformers import TrainerCallback
     from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-    class ReplaySaver(TrainerCallback):
+    class DecisionSaver(TrainerCallback):
         def on_save(self, args: Any, state: Any, *_: Any, **__: Any) -> None:
-            if state.is_world_process_zero:
-                replay.save(Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}" / REPLAY_FILE)
+            if not state.is_world_process_zero:
+                return
+            folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+            if replay is not None:
+                replay.save(folder / REPLAY_FILE)
+            if trainer.decision_optimizer is not None:
+                torch.save(trainer.decision_optimizer.state_dict(), folder / DECISION_OPTIMIZER_FILE)
 
-    return ReplaySaver()
+    return DecisionSaver()
 
 
 def _world_size() -> int:
