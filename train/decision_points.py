@@ -12,7 +12,9 @@ reads every margin without grad (:func:`point_weights` gives the loss's gradient
 to each), and each loss pass of TRL then adds ``weight * margin`` for the plays it holds,
 reading the margins from the hidden states of TRL's own forward (:func:`last_hidden_states`):
 the same gradient as the loss, at the cost of one forward pass per play without grad (two with
-the level's frozen copy).
+the level's frozen copy). Decisions outside TRL's passes (the first reply's contexts, one per
+group, and the groups ``rl.decision_replay`` keeps) get the same weights, and their gradient
+one context at a time (:func:`backward_weighted`).
 """
 
 from __future__ import annotations
