@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from mosaic_gym import Action, ParseError, ToolEnv, parse, render
 from mosaic_gym.outcome import PENALTY_FORMAT_ERROR
@@ -23,6 +24,19 @@ FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCh
 
 # Any code point, lone surrogates included (hypothesis leaves category Cs out by default).
 any_text = st.text(st.characters(exclude_categories=()), max_size=300)
+
+
+def _is_plain(text: str) -> bool:
+    """Whether ``Action`` accepts ``text`` as a message (no protocol tags in it)."""
+    try:
+        Action.answer(text, plan="x")
+    except ValidationError:
+        return False
+    return True
+
+
+# Messages a well-formed action can carry: text that happens to spell a tag is not one of them.
+messages = st.text(max_size=20).filter(_is_plain)
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
@@ -88,8 +102,8 @@ valid_actions = st.one_of(
         plan=st.sampled_from(["Look around.", "x"]),
         safety_thoughts=st.sampled_from([None, "Reading is harmless."]),
     ),
-    st.builds(Action.answer, st.text(max_size=20), plan=st.just("Done.")),
-    st.builds(Action.refuse, st.text(max_size=20), plan=st.just("No.")),
+    st.builds(Action.answer, messages, plan=st.just("Done.")),
+    st.builds(Action.refuse, messages, plan=st.just("No.")),
 )
 
 
