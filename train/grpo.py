@@ -396,31 +396,13 @@ def run_grpo(
             policy = self.accelerator.unwrap_model(model)
             pending = episodes.take_reads()
             if pending is not None:
-                reads, verdicts = pending.reads, pending.verdicts
-                rl = config.rl
-                now = read_margins(policy, reads, answers)
-                start = read_margins(reference, reads, answers) if reference is not None else None
-                weights = point_weights(
-                    now,
-                    start,
-                    verdicts,
-                    rl.group_size,
-                    rl.decision_rank,
-                    rl.decision_level,
-                    rl.decision_level_on,
-                    rl.decision_level_by,
-                    rl.decision_rank_by,
-                )
-                level = None
-                if rl.decision_level_reset and start is not None:
-                    held = level_weights(now, verdicts, rl.group_size, rl.decision_level_on)
-                    level = (held, weighted_sum(held, start))
-                self.points = _StepPoints(reads, weights, now, level)
-                for key, value in weights.stats.items():
+                start = read_margins(reference, pending.reads, answers) if reference is not None else None
+                self.points = self._weigh(policy, pending, start)
+                for key, value in self.points.weights.stats.items():
                     episodes.note(key, value)
             with last_hidden_states(policy) as hidden:
                 loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            if self.points is None or self.points.weights is None:
+            if self.points is None or not self.points.through_trl:
                 return loss
             plays = inputs["play"].tolist()
             states = torch.cat(hidden)  # TRL may split a loss pass into several forward passes, in order
@@ -445,48 +427,54 @@ def run_grpo(
         def _decisions_apart(self, policy: Any, step: StepDecisions) -> _StepPoints:
             """The ranking and the level over the step's first-reply contexts, or, with
             rl.decision_replay, over the kept groups once the step's have joined them: their
-            gradient is added now, one context at a time, apart from TRL's passes. TRL's loss for the step is the sum
-            over its passes (scaled for accumulation already), so added once per step, they weigh
-            rl.decision_rank and rl.decision_level against it."""
-            rl = config.rl
+            gradient is added now, one context at a time, apart from TRL's passes. TRL's loss for
+            the step is the sum over its passes (scaled for accumulation already), so added once
+            per step, they weigh rl.decision_rank and rl.decision_level against it."""
             started = time.monotonic()
             stats: dict[str, float] = {}
             if replay is None:
-                reads, verdicts = step.reads, step.verdicts
-                start = read_margins(reference, reads, answers) if reference is not None else None
+                start = read_margins(reference, step.reads, answers) if reference is not None else None
             else:
                 replay.add(step.reads, step.verdicts, step.group_size, reference, answers)
-                reads, verdicts, start = replay.reads(), replay.verdicts, replay.reference
+                step, start = StepDecisions(replay.reads(), replay.verdicts, 1), replay.reference
                 stats = {"decision/replay_groups": float(len(replay)), "decision/replay_judged": float(replay.judged)}
-            now = read_margins(policy, reads, answers)
+            points = replace(self._weigh(policy, step, start), through_trl=False)
+            if config.rl.decision_learning_rate is None:
+                backward_weighted(policy, points.reads, points.weights.weights, answers)
+            else:
+                # Called before the step's first backward: TRL's gradients are still zero here.
+                optimizer = self._decision_optimizer(policy)
+                optimizer.zero_grad(set_to_none=True)
+                backward_weighted(policy, points.reads, points.weights.weights, answers)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            stats |= {**points.weights.stats, "time/decision_seconds": time.monotonic() - started}
+            for key, value in stats.items():
+                episodes.note(key, value)
+            return points
+
+        def _weigh(self, policy: Any, step: StepDecisions, start: list[Any] | None) -> _StepPoints:
+            """The step's decisions read by the policy, each one's weight in the decision loss,
+            and with rl.decision_level_reset the level's weights and the frozen copy's level
+            (``start`` holds its margins at the same decisions, None without a level)."""
+            rl = config.rl
+            now = read_margins(policy, step.reads, answers)
             weights = point_weights(
                 now,
                 start,
-                verdicts,
-                1,
+                step.verdicts,
+                step.group_size,
                 rl.decision_rank,
                 rl.decision_level,
                 rl.decision_level_on,
                 rl.decision_level_by,
                 rl.decision_rank_by,
             )
-            if rl.decision_learning_rate is None:
-                backward_weighted(policy, reads, weights.weights, answers)
-            else:
-                # Called before the step's first backward: TRL's gradients are still zero here.
-                optimizer = self._decision_optimizer(policy)
-                optimizer.zero_grad(set_to_none=True)
-                backward_weighted(policy, reads, weights.weights, answers)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
             level = None
             if rl.decision_level_reset and start is not None:
-                held = level_weights(now, verdicts, 1, rl.decision_level_on)
+                held = level_weights(now, step.verdicts, step.group_size, rl.decision_level_on)
                 level = (held, weighted_sum(held, start))
-            stats |= {**weights.stats, "time/decision_seconds": time.monotonic() - started}
-            for key, value in stats.items():
-                episodes.note(key, value)
-            return _StepPoints(reads, None, now, level)
+            return _StepPoints(step.reads, weights, now, level)
 
         decision_optimizer: Any = None  # rl.decision_learning_rate's own AdamW, made at its first step
         decision_optimizer_state: Path | None = None  # where a resumed run's was saved
@@ -562,14 +550,15 @@ class StepDecisions:
 @dataclass(frozen=True)
 class _StepPoints:
     """The decisions a step's ranking and level read: where they are, each one's weight in the
-    loss through TRL's passes (None when ``_decisions_apart`` added their gradient itself), their
-    first read, and with rl.decision_level_reset each one's weight in the level and the level
-    the frozen copy gives them."""
+    loss, their first read, with rl.decision_level_reset each one's weight in the level and the
+    level the frozen copy gives them, and whether TRL's passes add the loss (not when
+    ``_decisions_apart`` added its gradient itself)."""
 
     reads: DecisionReads
-    weights: PointWeights | None
+    weights: PointWeights
     read: list[Any]
     level: tuple[list[Any], float] | None
+    through_trl: bool = True
 
 
 def _level_reset_callback(trainer: Any) -> Any:
