@@ -221,17 +221,30 @@ def test_a_replay_of_first_replies_holds_and_resets_their_level(tiny: Path, tmp_
     assert len(moved) == 2 and all(abs(after) < abs(before) / 5 for before, after in zip(moved, reset, strict=True))
 
 
-def test_the_decision_can_step_on_its_own_at_its_own_learning_rate(tiny: Path, tmp_path: Path) -> None:
+def test_the_decision_can_step_on_its_own_at_its_own_learning_rate_and_resume(
+    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # TRL's step barely moves anything at 1e-9; the decision's own AdamW at 1e-2 moves its margins.
     kinds = {"harmful": 1.0, "benign": 1.0}
     decision = {"decision_rank": 1.0, "decision_weight": 0, "decision_level": 1.0, "decision_learning_rate": 1e-2}
-    config = tiny_config(tiny, groups_per_step=2, explore_refusals=1, kinds=kinds, learning_rate=1e-9, **decision)
+    config = tiny_config(
+        tiny, groups_per_step=2, explore_refusals=1, kinds=kinds, learning_rate=1e-9, decision_replay=4, **decision
+    )
     config.probe.episodes_per_kind = 0
-    train(config, tmp_path / "run")
-    state = json.loads((tmp_path / "run" / "rl" / "checkpoint-2" / "trainer_state.json").read_text())
+    out = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        patch.setattr(run_module.StepTimer, "callback", lambda self: _StopBeforeStep(1))
+        with pytest.raises(KeyboardInterrupt):
+            train(config, out)
+    assert not (out / "rl" / "checkpoint-2").exists()
+    train(config, out, resume=True)
+    state = json.loads((out / "rl" / "checkpoint-2" / "trainer_state.json").read_text())
     first, second = logged(state, "decision/level_shift")
     assert first == pytest.approx(0.0, abs=1e-5) and abs(second) > 1e-3, "the decision's own step moved it"
-    assert all((tmp_path / "run" / "rl" / f"checkpoint-{n}" / DECISION_OPTIMIZER_FILE).exists() for n in (1, 2))
+    saved = [torch.load(out / "rl" / f"checkpoint-{n}" / DECISION_OPTIMIZER_FILE) for n in (1, 2)]
+    steps = [{float(p["step"]) for p in s["state"].values()} for s in saved]
+    assert steps == [{1.0}, {2.0}], "the resumed run went on with the optimizer it saved, not a fresh one"
+    assert logged(state, "decision/replay_groups") == [2.0, 4.0], "and with the groups it kept"
 
 
 def logged(state: dict[str, Any], key: str) -> list[float]:
