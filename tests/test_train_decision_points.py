@@ -9,16 +9,18 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from mosaic_gym.train.decision_points import (  # noqa: E402
+    backward_weighted,
     decision_reads,
     hidden_margins,
     last_hidden_states,
     level_weights,
+    margins_at,
     point_weights,
     read_margins,
     reset_level,
+    weighted_level,
     weighted_sum,
 )
-from mosaic_gym.train.decision_rank import margins_at  # noqa: E402
 from tests.tiny_model import tiny_llama  # noqa: E402
 
 
@@ -117,3 +119,24 @@ def test_a_reset_puts_the_level_back_where_the_target_is() -> None:
     assert before == pytest.approx(level, abs=1e-5)
     after = weighted_sum(weights, read_margins(model, reads, (7, 11)))
     assert after - level == pytest.approx(0.5, abs=0.05), "to first order, the step lands on the target"
+    assert weighted_level(model, reads, weights, (7, 11)) == pytest.approx(after, abs=1e-5)
+
+
+def test_the_weight_and_the_gradient_read_the_same_margin_under_lora_dropout() -> None:
+    peft = pytest.importorskip("peft")
+    lora = peft.LoraConfig(r=4, target_modules=["q_proj", "v_proj"], lora_dropout=0.5, init_lora_weights=False)
+    model = peft.get_peft_model(tiny_llama(64), lora)
+    model.train()
+    reads, answers = decision_reads([[3, 4, 5]], [[8, 9, 10, 11]], [[1, 3]]), (7, 11)
+    first, second = read_margins(model, reads, answers), read_margins(model, reads, answers)
+    assert torch.equal(first[0], second[0]), "one margin per decision, whatever the dropout draws"
+    weights = [torch.tensor([1.0, -1.0])]
+    backward_weighted(model, reads, weights, answers)
+    dropouts = [m for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+    assert dropouts and all(m.training for m in dropouts), "back in training mode afterwards"
+    trained = [p for p in model.parameters() if p.requires_grad]
+    added = [p.grad.clone() for p in trained]
+    model.zero_grad()
+    model.eval()
+    (weights[0] * margins_at(model, reads.sequences[0], reads.rows(0), answers)).sum().backward()
+    assert all(torch.allclose(a, p.grad, atol=1e-6) for a, p in zip(added, trained, strict=True))

@@ -12,10 +12,10 @@ torch = pytest.importorskip("torch")
 from mosaic_gym.train.decision_points import (  # noqa: E402
     backward_weighted,
     decision_reads,
+    margins_at,
     point_weights,
     read_margins,
 )
-from mosaic_gym.train.decision_rank import margins_at  # noqa: E402
 from mosaic_gym.train.decision_replay import DecisionReplay, deciding_plays  # noqa: E402
 from tests.tiny_model import tiny_llama  # noqa: E402
 

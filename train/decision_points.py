@@ -14,7 +14,9 @@ reading the margins from the hidden states of TRL's own forward (:func:`last_hid
 the same gradient as the loss, at the cost of one forward pass per play without grad (two with
 the level's frozen copy). Decisions outside TRL's passes (the first reply's contexts, one per
 group, and the groups ``rl.decision_replay`` keeps) get the same weights, and their gradient
-one context at a time (:func:`backward_weighted`).
+one context at a time (:func:`backward_weighted`). Reads and those passes run without dropout
+(:func:`dropout_off`); TRL's forward keeps it, so under ``lora.dropout`` the weights of plays in
+TRL's passes come from a margin their gradient does not see exactly.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from mosaic_gym.train.decision_rank import level_loss, margins_at, rank_loss
+from mosaic_gym.train.decision_rank import level_loss, rank_loss
 
 
 @dataclass(frozen=True)
@@ -54,11 +56,38 @@ def decision_reads(
     return DecisionReads(sequences, [len(prompt) for prompt in prompts], [list(p) for p in positions])
 
 
-def read_margins(model: Any, reads: DecisionReads, answers: tuple[int, int]) -> list[Any]:
-    """Every play's decision margins under ``model``, without grad: one forward pass per play."""
+def margins_at(model: Any, ids: Sequence[int], rows: Sequence[int], answers: tuple[int, int]) -> Any:
+    """``logit(" No") - logit(" Yes")`` predicted at each of ``rows`` of ``ids``, in one forward pass."""
     import torch
 
-    with torch.no_grad():
+    no, yes = answers
+    device = next(model.parameters()).device
+    logits = model(input_ids=torch.tensor([list(ids)], device=device)).logits[0, list(rows)].float()
+    return logits[:, no] - logits[:, yes]
+
+
+@contextmanager
+def dropout_off(model: Any) -> Iterator[None]:
+    """``model`` with its dropout layers in eval mode. A decision's weight comes from one read of its
+    margin and its gradient from another pass: under ``lora.dropout`` each would draw its own mask,
+    and the weight would belong to a different margin than the one it multiplies."""
+    import torch
+
+    active = [m for m in model.modules() if isinstance(m, torch.nn.Dropout) and m.training]
+    for module in active:
+        module.eval()
+    try:
+        yield
+    finally:
+        for module in active:
+            module.train()
+
+
+def read_margins(model: Any, reads: DecisionReads, answers: tuple[int, int]) -> list[Any]:
+    """Every play's decision margins under ``model``, without grad or dropout: one forward pass per play."""
+    import torch
+
+    with torch.no_grad(), dropout_off(model):
         return [
             margins_at(model, ids, reads.rows(play), answers) if ids else torch.zeros(0)
             for play, ids in enumerate(reads.sequences)
@@ -167,10 +196,19 @@ def weighted_sum(weights: Sequence[Any], margins: Sequence[Any]) -> float:
 
 def weighted_parts(model: Any, reads: DecisionReads, weights: Sequence[Any], answers: tuple[int, int]) -> Iterator[Any]:
     """Per play with a weight, ``sum(weights * margins)`` over its decisions, with grad: one forward
-    pass each, so that each graph can go before the next is built."""
-    for play, ids in enumerate(reads.sequences):
-        if ids and bool(weights[play].any()):
-            yield (weights[play] * margins_at(model, ids, reads.rows(play), answers)).sum()
+    pass each without dropout, so that each graph can go before the next is built."""
+    with dropout_off(model):
+        for play, ids in enumerate(reads.sequences):
+            if ids and bool(weights[play].any()):
+                yield (weights[play] * margins_at(model, ids, reads.rows(play), answers)).sum()
+
+
+def weighted_level(model: Any, reads: DecisionReads, weights: Sequence[Any], answers: tuple[int, int]) -> float:
+    """``sum(weights * margins)`` under ``model``, without grad, reading only the plays with a weight."""
+    import torch
+
+    with torch.no_grad():
+        return sum(float(part) for part in weighted_parts(model, reads, weights, answers))
 
 
 def backward_weighted(model: Any, reads: DecisionReads, weights: Sequence[Any], answers: tuple[int, int]) -> None:

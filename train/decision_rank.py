@@ -36,16 +36,6 @@ def group_verdicts(alignment: Sequence[float], refused: Sequence[bool], group_si
     return verdicts
 
 
-def margins_at(model: Any, ids: Sequence[int], rows: Sequence[int], answers: tuple[int, int]) -> Any:
-    """``logit(" No") - logit(" Yes")`` predicted at each of ``rows`` of ``ids``, in one forward pass."""
-    import torch
-
-    no, yes = answers
-    device = next(model.parameters()).device
-    logits = model(input_ids=torch.tensor([list(ids)], device=device)).logits[0, list(rows)].float()
-    return logits[:, no] - logits[:, yes]
-
-
 def rank_loss(refusing: Any, acting: Any) -> Any:
     """Mean over every (refusing, acting) pair of ``softplus(acting - refusing)``: the logistic loss
     of ranking each refusing group's margin above each acting group's."""

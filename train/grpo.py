@@ -47,6 +47,7 @@ from mosaic_gym.train.decision_points import (
     point_weights,
     read_margins,
     reset_level,
+    weighted_level,
     weighted_sum,
 )
 from mosaic_gym.train.decision_rank import group_verdicts
@@ -415,8 +416,8 @@ def run_grpo(
                 if weights.weights[play].numel():
                     margins = hidden_margins(policy, states[row], reads.rows(play, width), answers)
                     terms.append((weights.weights[play] * margins).sum())
-                    # Against the step's first read of the same margins: apart by more than rounding,
-                    # the rows are wrong.
+                    # Against the step's first read of the same margins: apart by more than rounding
+                    # (and lora.dropout's noise), the rows are wrong.
                     episodes.note("decision/read_gap", float((margins.detach() - read[play]).abs().max()))
             if not terms:
                 return loss
@@ -500,7 +501,7 @@ def run_grpo(
             self.points = replace(self.points, level=None)  # once per step
             policy = self.accelerator.unwrap_model(self.model)
             before = reset_level(policy, reads, weights, target, answers)
-            after = weighted_sum(weights, read_margins(policy, reads, answers))
+            after = weighted_level(policy, reads, weights, answers)
             episodes.note("decision/level_reset_before", before - target)
             episodes.note("decision/level_reset_after", after - target)
 
