@@ -1,11 +1,13 @@
 """Batched decoding for agents: one call generates a reply for every live env.
 
-Every episode of an env starts with the same long system prompt (protocol and tools), so the
-KV cache of the longest prefix that all prompts share is computed once and kept; each round
-then only pre-fills the rows' own suffixes. Between the shared prefix and a shorter suffix
-sits padding, hidden by the attention mask, with explicit positions so every token keeps its
-true position. Rows stop at EOS, at the end of an action block of the text protocol, or at the
-token budget, and drop out of the batch (and out of the KV cache) as they finish.
+A prompt rarely starts anew: the samples of a task share its system prompt (protocol and
+tools) and instruction, and an episode's next prompt extends its last one. So the KV cache
+of what prompts start with is kept (:mod:`prefix_cache`): a start several rows share is run
+once, each row's cache is kept when it finishes, and each round only pre-fills what the rows
+add. Each row's cached start sits right-aligned before the new tokens, padding before and
+between them hidden by the attention mask, with explicit positions so every token keeps its
+true position. Rows stop at EOS, at the end of an action block of the text protocol, or at
+the token budget, and drop out of the batch (and out of the KV cache) as they finish.
 """
 
 from __future__ import annotations
@@ -19,8 +21,11 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
+from mosaic_gym.agents.prefix_cache import LayerKV, PrefixCache, shared_lengths
+
 STOP_STRINGS = ("</tool_call>", "</refuse>", "</answer>")
 _TAIL_TOKENS = 8  # enough decoded tail to see any stop string end
+_MIN_SHARED = 32  # a start shared by several rows is run once when at least this long
 
 
 @dataclass(frozen=True)
@@ -54,7 +59,7 @@ class BatchGenerator:
         eos = model.generation_config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos if eos is not None else tokenizer.eos_token_id])
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(self.eos_ids))
-        self._prefix: tuple[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] | None = None
+        self.prefixes = PrefixCache()  # what earlier prompts started with: each turn runs only its new tokens
         self.model_seconds = 0.0  # time spent in forward passes, for the throughput benchmark
         self._cache_argument = _cache_argument(model)
 
@@ -63,29 +68,19 @@ class BatchGenerator:
         """One generation per prompt; ``seeds`` make sampled rows reproducible one by one."""
         if not prompts:
             return []
-        rows = len(prompts)
-        shared = _common_prefix(prompts)
-        prefix = self._prefix_kv(prompts[0][:shared])
-        suffixes = [p[shared:] for p in prompts]
-        width = max(len(s) for s in suffixes)
-        input_ids = torch.full((rows, width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((rows, shared + width), dtype=torch.long)
-        mask[:, :shared] = 1
-        positions = torch.zeros((rows, width), dtype=torch.long)
-        for row, suffix in enumerate(suffixes):
-            start = width - len(suffix)
-            input_ids[row, start:] = torch.tensor(suffix)
-            mask[row, shared + start :] = 1
-            positions[row, start:] = torch.arange(shared, shared + len(suffix))
-        cache = _growing_cache(self.model)
-        for layer, (keys, values) in enumerate(prefix):
-            cache.update(keys.expand(rows, -1, -1, -1), values.expand(rows, -1, -1, -1), layer)
+        self.prefixes.follow(self.model)
+        # Shorter starts first, so a longer one extends them; a row whose own cache goes as far needs none.
+        for prompt, shared in sorted(zip(prompts, shared_lengths(prompts), strict=True), key=lambda pair: pair[1]):
+            if shared >= _MIN_SHARED and self.prefixes.longest(prompt)[0] < shared:
+                self._run_prefix(prompt[:shared])
+        found = [self.prefixes.longest(prompt) for prompt in prompts]
+        cache, input_ids, mask, positions = self._batch(prompts, found)
         next_position = torch.tensor([len(p) for p in prompts])
         logits = self._forward(input_ids, mask, positions, cache)
         generators = [self._generator(seed) for seed in seeds]
-        outputs: list[list[int]] = [[] for _ in range(rows)]
-        stops: list[str] = ["length"] * rows
-        live = list(range(rows))
+        outputs: list[list[int]] = [[] for _ in prompts]
+        stops: list[str] = ["length"] * len(prompts)
+        live = list(range(len(prompts)))
         for _ in range(self.sampling.max_new_tokens):
             tokens = self._choose(logits, [generators[r] for r in live])
             still: list[int] = []
@@ -99,6 +94,9 @@ class BatchGenerator:
             if not still or len(outputs[live[still[0]]]) >= self.sampling.max_new_tokens:
                 break
             if len(still) < len(live):
+                for slot, row in enumerate(live):
+                    if slot not in still:
+                        self._keep(cache, slot, mask[slot], prompts[row] + outputs[row][:-1])
                 keep = torch.tensor(still)
                 cache.batch_select_indices(keep)
                 mask, next_position, tokens = mask[keep], next_position[keep], tokens[keep]
@@ -106,10 +104,56 @@ class BatchGenerator:
             mask = torch.cat([mask, torch.ones((len(live), 1), dtype=torch.long)], dim=1)
             logits = self._forward(tokens.unsqueeze(1), mask, next_position.unsqueeze(1), cache)
             next_position = next_position + 1
+        for slot, row in enumerate(live):
+            self._keep(cache, slot, mask[slot], prompts[row] + outputs[row][:-1])
         return [
             Generation(ids, self.tokenizer.decode(ids, skip_special_tokens=True), stop)
             for ids, stop in zip(outputs, stops, strict=True)
         ]
+
+    def _batch(
+        self, prompts: list[list[int]], found: list[tuple[int, list[LayerKV]]]
+    ) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The batch's KV cache, filled with each row's cached start (right-aligned at column
+        ``longest``), and the rest of each prompt (right-aligned after it): inputs, mask, positions."""
+        rows, longest = len(prompts), max(length for length, _ in found)
+        suffixes = [prompt[length:] for prompt, (length, _) in zip(prompts, found, strict=True)]
+        width = max(len(s) for s in suffixes)
+        input_ids = torch.full((rows, width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((rows, longest + width), dtype=torch.long)
+        positions = torch.zeros((rows, width), dtype=torch.long)
+        for row, ((length, _), suffix) in enumerate(zip(found, suffixes, strict=True)):
+            start = width - len(suffix)
+            mask[row, longest - length : longest] = 1
+            input_ids[row, start:] = torch.tensor(suffix)
+            mask[row, longest + start :] = 1
+            positions[row, start:] = torch.arange(length, length + len(suffix))
+        cache = _growing_cache(self.model)
+        if longest:
+            like = next(layers for length, layers in found if length)
+            for layer, (keys_like, _) in enumerate(like):
+                keys = keys_like.new_zeros((rows, keys_like.shape[1], longest, keys_like.shape[3]))
+                values = torch.zeros_like(keys)
+                for row, (length, layers) in enumerate(found):
+                    if length:
+                        keys[row, :, longest - length :] = layers[layer][0][0]
+                        values[row, :, longest - length :] = layers[layer][1][0]
+                cache.update(keys, values, layer)
+        return cache, input_ids, mask, positions
+
+    def _run_prefix(self, tokens: list[int]) -> None:
+        """Compute and keep the cache of ``tokens``, from the longest start already kept."""
+        found = self.prefixes.longest(tokens)
+        cache, input_ids, mask, positions = self._batch([tokens], [found])
+        self._forward(input_ids, mask, positions, cache)
+        self._keep(cache, 0, mask[0], tokens)
+
+    def _keep(self, cache: Any, slot: int, mask: torch.Tensor, tokens: list[int]) -> None:
+        """Keep the cache of one row (``mask`` marks its columns) as the cache of ``tokens``."""
+        columns = mask.nonzero().squeeze(1).to(self.device)
+        assert len(columns) == len(tokens), "the row's cache covers its prompt and all but its last token"
+        layers = [_layer_kv(layer) for layer in cache.layers]
+        self.prefixes.add(tokens, [(k[slot : slot + 1, :, columns], v[slot : slot + 1, :, columns]) for k, v in layers])
 
     def _forward(
         self, input_ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: Any
@@ -126,20 +170,6 @@ class BatchGenerator:
         logits: torch.Tensor = out.logits[:, -1, :].float().cpu()
         self.model_seconds += time.perf_counter() - start
         return logits
-
-    def _prefix_kv(self, prefix: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """KV tensors of the shared prefix, computed once per distinct prefix (one is kept)."""
-        key = tuple(prefix)
-        if self._prefix is not None and self._prefix[0] == key:
-            return self._prefix[1]
-        if not prefix:
-            return []
-        cache = DynamicCache()
-        ids = torch.tensor([prefix])
-        self._forward(ids, torch.ones_like(ids), torch.arange(len(prefix)).unsqueeze(0), cache)
-        tensors = [_layer_kv(layer) for layer in cache.layers]
-        self._prefix = (key, tensors)
-        return tensors
 
     def _generator(self, seed: int) -> torch.Generator | None:
         if self.sampling.temperature == 0:
@@ -219,15 +249,6 @@ def _layer_kv(layer: Any) -> tuple[torch.Tensor, torch.Tensor]:
     if not isinstance(keys, torch.Tensor) or not isinstance(values, torch.Tensor):
         raise TypeError(f"cache layer {type(layer).__name__} has no key/value tensors; unsupported model")
     return keys, values
-
-
-def _common_prefix(prompts: list[list[int]]) -> int:
-    """Length of the longest prefix all prompts share, leaving each at least one token of its own."""
-    first = prompts[0]
-    limit = min(len(p) for p in prompts) - 1
-    for other in prompts[1:]:
-        limit = min(limit, next((i for i, (a, b) in enumerate(zip(first, other, strict=False)) if a != b), limit))
-    return max(limit, 0)
 
 
 def _cache_argument(model: Any) -> str:

@@ -2,7 +2,7 @@
 
 Each round asks the agent for one batch of replies, one per live env, so an LLM agent can
 batch its generation. Finished envs are refilled from the queue of episodes until it runs
-dry. Evaluation and training both use this loop.
+dry; the queue may mix envs. Evaluation and training both use this loop.
 """
 
 from __future__ import annotations
@@ -67,10 +67,15 @@ class Trajectory:
         return sum(s.reward for s in self.steps)
 
 
+EnvFactory = Callable[[], ProtocolEnv[Any]]
+
+
 @dataclass
 class _Slot:
-    env: ProtocolEnv[Any]
     privileged: bool
+    env: ProtocolEnv[Any] | None = None
+    make_env: EnvFactory | None = None  # the factory ``env`` came from: a slot keeps its env while it matches
+    position: int = -1  # of the episode it plays, in the order given
     turn: Turn | None = None
     trajectory: Trajectory | None = None
     tools: list[dict[str, Any]] = field(default_factory=list)  # the schemas the reset offered
@@ -102,14 +107,23 @@ def make_turn(
 
 
 def rollout(
-    agent: Agent, make_env: Callable[[], ProtocolEnv[Any]], episodes: Iterable[EpisodeSpec], batch_size: int = 16
+    agent: Agent, make_env: EnvFactory, episodes: Iterable[EpisodeSpec], batch_size: int = 16
 ) -> Iterator[Trajectory]:
     """Yield one finished trajectory per episode spec, in the order episodes finish."""
+    for _, trajectory in rollout_mixed(agent, ((make_env, spec) for spec in episodes), batch_size):
+        yield trajectory
+
+
+def rollout_mixed(
+    agent: Agent, episodes: Iterable[tuple[EnvFactory, EpisodeSpec]], batch_size: int = 16
+) -> Iterator[tuple[int, Trajectory]]:
+    """Episodes of several envs in one batch, each spec with its env's factory, so a batching
+    agent fills its batch across envs instead of playing them one env at a time. Yields each
+    episode's position in ``episodes`` with its trajectory, in the order episodes finish."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    queue = iter(episodes)
-    privileged = is_privileged(agent)
-    slots = [_Slot(make_env(), privileged) for _ in range(batch_size)]
+    queue = enumerate(episodes)
+    slots = [_Slot(is_privileged(agent)) for _ in range(batch_size)]
     for slot in slots:
         _start(slot, queue)
     while any(slot.turn is not None for slot in slots):
@@ -120,15 +134,19 @@ def rollout(
         for slot, reply in zip(live, replies, strict=True):
             finished = _advance(slot, reply)
             if finished is not None:
-                yield finished
+                yield slot.position, finished
                 _start(slot, queue)
 
 
-def _start(slot: _Slot, queue: Iterator[EpisodeSpec]) -> None:
-    spec = next(queue, None)
-    if spec is None:
+def _start(slot: _Slot, queue: Iterator[tuple[int, tuple[EnvFactory, EpisodeSpec]]]) -> None:
+    job = next(queue, None)
+    if job is None:
         slot.turn = slot.trajectory = None
         return
+    position, (make_env, spec) = job
+    if slot.env is None or slot.make_env is not make_env:
+        slot.env, slot.make_env = make_env(), make_env
+    slot.position = position
     observation, info = slot.env.reset(seed=spec.seed, options=spec.options())
     slot.tools = info["tools"]
     slot.turn = _turn(slot, observation, info, spec)
@@ -143,11 +161,12 @@ def _start(slot: _Slot, queue: Iterator[EpisodeSpec]) -> None:
 
 
 def _turn(slot: _Slot, observation: str, info: dict[str, Any], spec: EpisodeSpec) -> Turn:
+    assert slot.env is not None
     return make_turn(slot.env, observation, info, slot.tools, spec, privileged=slot.privileged, slot=id(slot))
 
 
 def _advance(slot: _Slot, reply: str | Action | Reply | NativeReply) -> Trajectory | None:
-    assert slot.trajectory is not None
+    assert slot.trajectory is not None and slot.env is not None
     if isinstance(reply, Reply):
         slot.trajectory.tokens = reply.trace or slot.trajectory.tokens
         reply = reply.text

@@ -20,7 +20,7 @@ transformers = pytest.importorskip("transformers")
 
 from mosaic_gym import ToolEnv  # noqa: E402
 from mosaic_gym.agent import AgentConfigError, TokenTrace  # noqa: E402
-from mosaic_gym.agents import generation  # noqa: E402
+from mosaic_gym.agents import generation, prefix_cache  # noqa: E402
 from mosaic_gym.agents.generation import BatchGenerator, Generation, Sampling  # noqa: E402
 from mosaic_gym.agents.hf import ForcedOpening, HFAgent, load_model  # noqa: E402
 from mosaic_gym.agents.registry import AgentOptions, make_agent  # noqa: E402
@@ -73,23 +73,35 @@ def _chat_prompts(tokenizer: Any, users: list[str]) -> list[list[int]]:
 def test_batched_greedy_equals_one_at_a_time_and_hf_generate(loaded: tuple[Any, Any]) -> None:
     model, tokenizer = loaded
     prompts = _chat_prompts(tokenizer, ["hi", "please list my files", "x" * 40, "ok"])
-    shared = generation._common_prefix(prompts)
+    shared = min(prefix_cache.shared_lengths(prompts))
     assert shared > 500 and len({len(p) - shared for p in prompts}) > 1, "long shared prefix, ragged suffixes"
     sampling = Sampling(max_new_tokens=16)
     generator = BatchGenerator(model, tokenizer, sampling)
     batched = generator.generate(prompts, [0] * len(prompts))
-    assert generator._prefix is not None and len(generator._prefix[0]) == shared
-    singles = [generator.generate([p], [0])[0] for p in prompts]
+    # The shared start was run once and kept, and so was each row's prompt and reply.
+    kept = [generator.prefixes.longest(p + g.token_ids)[0] for p, g in zip(prompts, batched, strict=True)]
+    assert kept == [len(p) + len(g.token_ids) - 1 for p, g in zip(prompts, batched, strict=True)]
+    assert generator.prefixes.longest(prompts[0][: shared + 1])[0] == shared
+    fresh = BatchGenerator(model, tokenizer, sampling)
+    singles = [fresh.generate([p], [0])[0] for p in prompts]
     assert [g.token_ids for g in batched] == [g.token_ids for g in singles]
-    assert batched == generator.generate(prompts, [0] * len(prompts)), "the cached prefix gives the same result"
-    # No shared prefix at all (rows differ at their first token), and identical prompts.
+    assert batched == generator.generate(prompts, [0] * len(prompts)), "the kept caches give the same result"
+    # A row that shares no start (it differs at its first token) beside two that do, and identical prompts.
     unrelated = [prompts[1][5:], prompts[0], prompts[2][:300]]
-    assert generation._common_prefix(unrelated) == 0
-    assert [g.token_ids for g in generator.generate(unrelated, [0, 0, 0])] == [
-        generator.generate([p], [0])[0].token_ids for p in unrelated
+    assert prefix_cache.shared_lengths(unrelated) == [0, 299, 299]
+    assert [g.token_ids for g in BatchGenerator(model, tokenizer, sampling).generate(unrelated, [0, 0, 0])] == [
+        BatchGenerator(model, tokenizer, sampling).generate([p], [0])[0].token_ids for p in unrelated
     ]
     twins = generator.generate([prompts[3], prompts[3]], [0, 1])
     assert twins[0] == twins[1] == singles[3]
+    # The next turn (prompt, reply, observation) runs only the tokens it adds, and decodes as a fresh generator does.
+    observation = tokenizer.encode("\n<|im_start|>user\nfile list: a.txt b.txt<|im_end|>\n<|im_start|>assistant\n")
+    turns = [p + g.token_ids + observation for p, g in zip(prompts, batched, strict=True)]
+    widths: list[int] = []
+    forward = generator._forward
+    generator._forward = lambda ids, *rest: (widths.append(ids.shape[1]), forward(ids, *rest))[1]  # type: ignore[method-assign]
+    assert generator.generate(turns, [0] * 4) == BatchGenerator(model, tokenizer, sampling).generate(turns, [0] * 4)
+    assert widths[0] == len(observation) + 1, "only the reply's last token and the observation were run"
     for g in batched:
         assert g.text == tokenizer.decode(g.token_ids, skip_special_tokens=True)
         assert (g.stop == "length") == (len(g.token_ids) == sampling.max_new_tokens)
@@ -104,6 +116,38 @@ def test_batched_greedy_equals_one_at_a_time_and_hf_generate(loaded: tuple[Any, 
     ours = singles[1].token_ids
     length = min(len(ours), len(reference))
     assert length > 0 and ours[:length] == reference[:length]
+
+
+def test_kept_caches_are_dropped_when_the_weights_change(tiny: Path) -> None:
+    """A training step writes the weights in place: caches computed before it must not be read after."""
+    model, tokenizer = load_model(str(tiny), None, "cpu", "float32")
+    prompts = _chat_prompts(tokenizer, ["hi", "please list my files"])
+    generator = BatchGenerator(model, tokenizer, Sampling(max_new_tokens=8))
+    generator.generate(prompts, [0, 0])
+    assert len(generator.prefixes) == 3, "the shared start and both rows"
+    with torch.no_grad():
+        model.model.layers[0].self_attn.k_proj.weight.mul_(3.0)
+    after = generator.generate(prompts, [0, 0])
+    assert after == BatchGenerator(model, tokenizer, Sampling(max_new_tokens=8)).generate(prompts, [0, 0])
+    assert len(generator.prefixes) == 3, "the old entries went; the new ones are kept"
+
+
+def test_prefix_cache_keeps_the_most_recently_used_entries_within_its_budget() -> None:
+    def layers(tokens: int) -> list[prefix_cache.LayerKV]:
+        return [(torch.zeros(1, 2, tokens, 4), torch.zeros(1, 2, tokens, 4))]  # 64 bytes a token
+
+    cache = prefix_cache.PrefixCache(budget_bytes=64 * 10)
+    cache.add([1, 2, 3], layers(3))
+    cache.add([1, 2, 3, 4, 5], layers(5))
+    assert cache.longest([1, 2, 3, 4, 5, 6])[0] == 5
+    assert cache.longest([1, 2, 3, 4, 5])[0] == 3, "a prompt needs a token of its own past the entry"
+    assert cache.longest([1, 2, 9])[0] == 0
+    cache.add([7, 7, 7, 7], layers(4))  # 12 tokens > 10: the least recently used entry goes
+    assert cache.longest([1, 2, 3, 4, 5, 6])[0] == 3 and len(cache) == 2
+    cache.add(list(range(11)), layers(11))  # larger than the whole budget: not kept
+    assert len(cache) == 2 and cache.longest(list(range(12)))[0] == 0
+    with pytest.raises(ValueError, match="budget_bytes"):
+        prefix_cache.PrefixCache(budget_bytes=-1)
 
 
 def test_rows_drop_out_at_different_times(loaded: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch) -> None:

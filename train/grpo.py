@@ -28,7 +28,7 @@ from mosaic_gym.agents.transcript import TranscriptBuilder
 from mosaic_gym.catalog import make_env
 from mosaic_gym.judges import PairwiseJudge
 from mosaic_gym.protocol import render
-from mosaic_gym.rollout import EpisodeSpec, Trajectory, rollout
+from mosaic_gym.rollout import EpisodeSpec, Trajectory, rollout_mixed
 from mosaic_gym.train.config import ConfigError, TrainConfig
 from mosaic_gym.train.decision_balance import (
     decision_positions,
@@ -254,18 +254,16 @@ class EpisodeRollout:
         agent.sampling = replace(agent.sampling, seed=hash((self.config.seed, trainer.state.global_step, process)))
         group_size = self.config.rl.group_size
         trajectories: list[Trajectory | None] = [None] * len(episodes)
+        factories = {suite: self._env_factory(suite) for suite in dict.fromkeys(e["suite"] for e in episodes)}
+        jobs = [
+            (factories[e["suite"]], EpisodeSpec(seed=e["seed"], task=e["task"], sample=i % group_size))
+            for i, e in enumerate(episodes)
+        ]
         was_training = model.training
         model.eval()
-        try:
-            for suite in dict.fromkeys(e["suite"] for e in episodes):
-                index = {
-                    (e["seed"], e["task"], i % group_size): i for i, e in enumerate(episodes) if e["suite"] == suite
-                }
-                specs = [EpisodeSpec(seed=seed, task=task, sample=sample) for seed, task, sample in index]
-                make_env = self._env_factory(suite)
-                for trajectory in rollout(agent, make_env, specs, self.config.rl.rollout_batch_size):
-                    spec = trajectory.spec
-                    trajectories[index[(spec.seed, spec.task, spec.sample)]] = trajectory
+        try:  # every suite in one batch: the step's generation runs at the full rollout batch
+            for position, trajectory in rollout_mixed(agent, jobs, self.config.rl.rollout_batch_size):
+                trajectories[position] = trajectory
         finally:
             model.train(was_training)
         assert all(t is not None for t in trajectories)

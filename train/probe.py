@@ -21,7 +21,7 @@ from mosaic_gym.agents.hf import HFAgent
 from mosaic_gym.catalog import make_env
 from mosaic_gym.env import EpisodeTemplate
 from mosaic_gym.outcome import Outcome
-from mosaic_gym.rollout import EpisodeSpec, rollout
+from mosaic_gym.rollout import EpisodeSpec, rollout_mixed
 from mosaic_gym.splits import SPLITS
 from mosaic_gym.train.config import TrainConfig
 from mosaic_gym.train.step_stats import KINDS
@@ -88,12 +88,12 @@ def run_probe(config: TrainConfig, model: Any, tokenizer: Any) -> dict[str, dict
         with tqdm(total=total, unit="episode", desc="warm-start probe", dynamic_ncols=True) as bar:
             for split, plan in plans.items():
                 outcomes: dict[str, list[Outcome]] = defaultdict(list)
-                for suite, specs in plan.items():
-                    make_env = _env_factory(config, suite, split)
-                    for trajectory in rollout(agent, make_env, specs, config.rl.rollout_batch_size):
-                        assert trajectory.outcome is not None
-                        outcomes[trajectory.outcome.kind].append(trajectory.outcome)
-                        bar.update()
+                factories = {suite: _env_factory(config, suite, split) for suite in plan}
+                jobs = [(factories[suite], spec) for suite, specs in plan.items() for spec in specs]
+                for _, trajectory in rollout_mixed(agent, jobs, config.rl.rollout_batch_size):
+                    assert trajectory.outcome is not None
+                    outcomes[trajectory.outcome.kind].append(trajectory.outcome)
+                    bar.update()
                 table[split] = {kind: ProbeCell.of(outcomes[kind]) for kind in KINDS if outcomes[kind]}
     finally:
         model.train(was_training)

@@ -25,7 +25,7 @@ from mosaic_gym.envs import ENV_IDS as SUITE_ENV_IDS
 from mosaic_gym.evaluation.metrics import Episode, compute
 from mosaic_gym.evaluation.records import dumps, episode_key, outcome_of, to_record
 from mosaic_gym.native import PROTOCOLS, ProtocolChoice
-from mosaic_gym.rollout import EpisodeSpec, rollout
+from mosaic_gym.rollout import EpisodeSpec, rollout_mixed
 from mosaic_gym.splits import SPLIT_CHOICES, TIER_CHOICES
 
 RUN_FILE = "run.json"
@@ -117,17 +117,19 @@ def run_eval(config: EvalConfig, out: Path, on_episode: Callable[[int, int], Non
         on_episode(done, total)
     fd = os.open(out / TRAJECTORIES, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        for env_id in config.envs:
-            index_of = {seed: index for e, index, seed in todo if e == env_id}
-            specs = [EpisodeSpec(seed=seed) for seed in index_of]
-            make_env = _env_factory(env_id, config.split, config.tier, config.max_steps, config.protocol)
-            for trajectory in rollout(agent, make_env, specs, batch_size=config.batch_size):
-                record = to_record(trajectory, env_id, index_of[trajectory.spec.seed], config.split, agent_info)
-                os.write(fd, dumps(record))
-                records[record["episode"]] = record
-                done += 1
-                if on_episode is not None:
-                    on_episode(done, total)
+        factories = {
+            env_id: _env_factory(env_id, config.split, config.tier, config.max_steps, config.protocol)
+            for env_id in config.envs
+        }
+        jobs = [(factories[env_id], EpisodeSpec(seed=seed)) for env_id, _, seed in todo]
+        for position, trajectory in rollout_mixed(agent, jobs, batch_size=config.batch_size):
+            env_id, index, _ = todo[position]
+            record = to_record(trajectory, env_id, index, config.split, agent_info)
+            os.write(fd, dumps(record))
+            records[record["episode"]] = record
+            done += 1
+            if on_episode is not None:
+                on_episode(done, total)
     finally:
         os.close(fd)
     metrics = compute_metrics(records.values())
