@@ -232,6 +232,11 @@ class RLSettings(_Section):
     # decision alone, 1e-3 ordered held-out tasks in 8 steps and 1e-4 did not
     # (docs/results.md, session 10). None: one step for everything.
     decision_learning_rate: YamlFloat | None = None
+    # The decision's own optimizer: "adamw", or "normalized", a step of length
+    # rl.decision_learning_rate along the gradient (mosaic_gym.train.normalized_step). AdamW at
+    # 1e-3 moved every LoRA weight at once and the replies lost their format within three RL
+    # steps (docs/results.md, session 12).
+    decision_optimizer: Literal["adamw", "normalized"] = "adamw"
     # Plays per group whose first reply is the protocol's refusal instead of a sample, whatever
     # the task: every group then holds a refusal for the judge to weigh against the sampled
     # attempts, even after the policy stops sampling refusals (which otherwise ends all learning
@@ -304,6 +309,11 @@ class RLSettings(_Section):
                 "steps decisions read apart from TRL's loss passes: with rl.decision_points 'every' it needs "
                 "rl.decision_replay",
             )
+        _require(
+            self.decision_optimizer == "adamw" or self.decision_learning_rate is not None,
+            "rl.decision_optimizer",
+            "is the decision's own step, and rl.decision_learning_rate (its length) is null",
+        )
         _require(
             not self.decision_level_reset or self.decision_level > 0,
             "rl.decision_level_reset",

@@ -319,6 +319,8 @@ def run_grpo(
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
+    from mosaic_gym.train.normalized_step import NormalizedStep
+
     world = _world_size()
     trajectories = config.rl.trajectories_per_step
     if trajectories % (config.rl.group_size * world):
@@ -475,16 +477,19 @@ def run_grpo(
                 level = (held, weighted_sum(held, start))
             return _StepPoints(step.reads, weights, now, level)
 
-        decision_optimizer: Any = None  # rl.decision_learning_rate's own AdamW, made at its first step
+        decision_optimizer: Any = None  # rl.decision_optimizer at rl.decision_learning_rate, made at its first step
         decision_optimizer_state: Path | None = None  # where a resumed run's was saved
 
         def _decision_optimizer(self, policy: Any) -> Any:
-            """The decision loss's own AdamW over the policy's trainable weights (TRL adds them
+            """The decision loss's own optimizer over the policy's trainable weights (TRL adds them
             when it sets up a model without an adapter, so it is made at the first step)."""
             if self.decision_optimizer is None:
                 trainable = [p for p in policy.parameters() if p.requires_grad]
-                self.decision_optimizer = torch.optim.AdamW(
-                    trainable, lr=config.rl.decision_learning_rate, weight_decay=0.0
+                rate = config.rl.decision_learning_rate
+                self.decision_optimizer = (
+                    NormalizedStep(trainable, lr=rate)
+                    if config.rl.decision_optimizer == "normalized"
+                    else torch.optim.AdamW(trainable, lr=rate, weight_decay=0.0)
                 )
                 if self.decision_optimizer_state is not None:
                     self.decision_optimizer.load_state_dict(torch.load(self.decision_optimizer_state))
