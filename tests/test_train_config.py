@@ -74,6 +74,10 @@ def test_overrides_apply_with_yaml_values() -> None:
             ["--rl.decision_learning_rate", "1e-3", "--rl.decision_rank", "1", "--rl.decision_points", "every"],
             "rl.decision_learning_rate: steps decisions read apart from TRL's loss passes",
         ),
+        (
+            ["--rl.decision_optimizer", "normalized"],
+            "rl.decision_optimizer: is the decision's own step, and rl.decision_learning_rate (its length) is null",
+        ),
         (["--rl.decision_replay", "1"], "rl.decision_replay: must be 0 or at least rl.groups_per_step 2, so that"),
         (
             ["--rl.decision_level_reset", "true", "--rl.decision_rank", "1"],

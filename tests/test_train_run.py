@@ -247,6 +247,21 @@ def test_the_decision_can_step_on_its_own_at_its_own_learning_rate_and_resume(
     assert logged(state, "decision/replay_groups") == [2.0, 4.0], "and with the groups it kept"
 
 
+def test_the_decisions_normalized_step_moves_it_without_optimizer_state(tiny: Path, tmp_path: Path) -> None:
+    kinds = {"harmful": 1.0, "benign": 1.0}
+    decision = {"decision_rank": 1.0, "decision_weight": 0, "decision_level": 1.0, "decision_learning_rate": 0.5}
+    config = tiny_config(
+        tiny, groups_per_step=2, explore_refusals=1, kinds=kinds, learning_rate=1e-9, decision_replay=2, **decision
+    )
+    config.rl.decision_optimizer = "normalized"
+    config.probe.episodes_per_kind = 0
+    train(config, tmp_path / "run")
+    state = json.loads((tmp_path / "run" / "rl" / "checkpoint-2" / "trainer_state.json").read_text())
+    first, second = logged(state, "decision/level_shift")
+    assert first == pytest.approx(0.0, abs=1e-5) and abs(second) > 1e-3, "the decision's own step moved it"
+    assert torch.load(tmp_path / "run" / "rl" / "checkpoint-2" / DECISION_OPTIMIZER_FILE)["state"] == {}
+
+
 def logged(state: dict[str, Any], key: str) -> list[float]:
     """Every value of ``key`` in a checkpoint's ``trainer_state.json`` log history, in order."""
     return [entry[key] for entry in state["log_history"] if key in entry]
