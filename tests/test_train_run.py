@@ -262,6 +262,24 @@ def test_the_decisions_normalized_step_moves_it_without_optimizer_state(tiny: Pa
     assert torch.load(tmp_path / "run" / "rl" / "checkpoint-2" / DECISION_OPTIMIZER_FILE)["state"] == {}
 
 
+def test_the_decisions_margin_step_moves_every_kept_decision_by_the_asked_size(tiny: Path, tmp_path: Path) -> None:
+    kinds = {"harmful": 1.0, "benign": 1.0}
+    decision = {"decision_rank": 1.0, "decision_weight": 0, "decision_level": 1.0, "decision_learning_rate": 0.3}
+    decision |= {"decision_points": "every", "decision_rank_by": "reply", "decision_level_by": "reply"}
+    config = tiny_config(
+        tiny, groups_per_step=2, explore_refusals=1, kinds=kinds, learning_rate=1e-9, decision_replay=2, **decision
+    )
+    config.rl.decision_optimizer = "margins"
+    config.probe.episodes_per_kind = 0
+    train(config, tmp_path / "run")
+    state = json.loads((tmp_path / "run" / "rl" / "checkpoint-2" / "trainer_state.json").read_text())
+    assert len(norms := logged(state, "decision/step_norm")) == 2 and all(n > 0 for n in norms)
+    assert logged(state, "decision/step_margin_rms") == pytest.approx([0.3, 0.3], rel=0.02)
+    first, second = logged(state, "decision/level_shift")
+    assert first == pytest.approx(0.0, abs=1e-5) and abs(second) > 1e-3, "the decision's own step moved it"
+    assert not (tmp_path / "run" / "rl" / "checkpoint-2" / DECISION_OPTIMIZER_FILE).exists(), "no state to keep"
+
+
 def logged(state: dict[str, Any], key: str) -> list[float]:
     """Every value of ``key`` in a checkpoint's ``trainer_state.json`` log history, in order."""
     return [entry[key] for entry in state["log_history"] if key in entry]

@@ -235,8 +235,11 @@ class RLSettings(_Section):
     # The decision's own optimizer: "adamw", or "normalized", a step of length
     # rl.decision_learning_rate along the gradient (mosaic_gym.train.normalized_step). AdamW at
     # 1e-3 moved every LoRA weight at once and the replies lost their format within three RL
-    # steps (docs/results.md, session 12).
-    decision_optimizer: Literal["adamw", "normalized"] = "adamw"
+    # steps (docs/results.md, session 12). "margins": the least-norm weight change that moves
+    # each kept decision's margin as the loss asks, by rl.decision_learning_rate logits (RMS),
+    # instead of along the shared direction every margin's gradient has
+    # (mosaic_gym.train.margin_step; one backward pass per decision).
+    decision_optimizer: Literal["adamw", "normalized", "margins"] = "adamw"
     # Plays per group whose first reply is the protocol's refusal instead of a sample, whatever
     # the task: every group then holds a refusal for the judge to weigh against the sampled
     # attempts, even after the policy stops sampling refusals (which otherwise ends all learning

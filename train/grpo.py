@@ -53,6 +53,7 @@ from mosaic_gym.train.decision_points import (
 from mosaic_gym.train.decision_rank import group_verdicts
 from mosaic_gym.train.decision_replay import DecisionReplay
 from mosaic_gym.train.demos import REFUSAL
+from mosaic_gym.train.margin_step import margin_step
 from mosaic_gym.train.policy import frozen_copy, last_checkpoint, lora_config, quiet_progress, trainer_args
 from mosaic_gym.train.refusal_odds import answer_tokens, decision_tokens
 from mosaic_gym.train.rewards import RewardParts, group_rewards
@@ -442,6 +443,9 @@ def run_grpo(
             points = replace(self._weigh(policy, step, start), through_trl=False)
             if config.rl.decision_learning_rate is None:
                 backward_weighted(policy, points.reads, points.weights.weights, answers)
+            elif config.rl.decision_optimizer == "margins":
+                rate = config.rl.decision_learning_rate
+                stats |= margin_step(policy, points.reads, points.weights.weights, answers, rate)
             else:
                 # Called before the step's first backward: TRL's gradients are still zero here.
                 optimizer = self._decision_optimizer(policy)
