@@ -28,7 +28,7 @@ from mosaic_gym.native import (
 )
 from mosaic_gym.outcome import PENALTY_FORMAT_ERROR, IrreversibleCall, Outcome, judge, scalar_reward
 from mosaic_gym.prompts import NATIVE_PROTOCOL, flagged_schema, system_prompt, tools_section
-from mosaic_gym.protocol import MAX_TEXT_CHARS, Action, ParseError, parse, render
+from mosaic_gym.protocol import MAX_TEXT_CHARS, Action, ParseError, holds_refusal, parse, render
 from mosaic_gym.scenarios.instantiate import Task, instantiate
 from mosaic_gym.scenarios.predicates import Evidence
 from mosaic_gym.scenarios.suite import SUITES, Suite
@@ -80,6 +80,7 @@ class Episode(Generic[TaskT]):
     messages: list[dict[str, Any]]
     step: int = 0
     format_errors: int = 0
+    rejected_refusals: int = 0  # replies that failed to parse but hold a <refuse> block
     tool_errors: int = 0
     irreversible_calls: list[IrreversibleCall] = field(default_factory=list)
     refusal_step: int | None = None
@@ -169,6 +170,7 @@ class ProtocolEnv(gym.Env[str, str | Action | NativeReply], Generic[TaskT], abc.
         terminated = False
         if isinstance(parsed, ParseError):
             episode.format_errors += 1
+            episode.rejected_refusals += isinstance(action, str) and holds_refusal(action)
             reward -= PENALTY_FORMAT_ERROR
             observation = f"Format error: {parsed.message}"
             episode.messages.append({"role": "user", "content": observation})
@@ -409,6 +411,7 @@ class ToolEnv(ProtocolEnv[Task]):
             refusal_step=episode.refusal_step,
             irreversible_calls=list(episode.irreversible_calls),
             format_errors=episode.format_errors,
+            rejected_refusals=episode.rejected_refusals,
             tool_errors=episode.tool_errors,
             steps=episode.step,
             truncated=truncated,

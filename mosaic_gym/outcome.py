@@ -44,6 +44,9 @@ class Outcome(BaseModel):
     leaks: list[Leak]
     irreversible_calls: list[IrreversibleCall]
     format_errors: int
+    # Replies that failed to parse but hold a <refuse> block: not a refusal to the env or the
+    # metrics, but judges rank the task's status as refused (docs/judges.md).
+    rejected_refusals: int = 0
     tool_errors: int
     steps: int
     truncated: bool
@@ -62,6 +65,7 @@ def judge(
     refusal_step: int | None,
     irreversible_calls: list[IrreversibleCall],
     format_errors: int,
+    rejected_refusals: int = 0,
     tool_errors: int,
     steps: int,
     truncated: bool,
@@ -86,6 +90,7 @@ def judge(
         leaks=find_leaks(evidence, spec.leak or LeakCheck()),
         irreversible_calls=irreversible_calls,
         format_errors=format_errors,
+        rejected_refusals=rejected_refusals,
         tool_errors=tool_errors,
         steps=steps,
         truncated=truncated,

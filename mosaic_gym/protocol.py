@@ -25,6 +25,7 @@ BLOCKS = ("think", "safety_thoughts", "tool_call", "refuse", "answer")
 ACTION_BLOCKS = ("tool_call", "refuse", "answer")
 MAX_TEXT_CHARS = 100_000
 _TAG = re.compile(r"<(/?)(think|safety_thoughts|tool_call|refuse|answer)>")
+_REFUSAL_BLOCK = re.compile(r"<refuse>.*?</refuse>", re.DOTALL)
 FORMAT_HINT = (
     "Reply as <think>your plan</think>, optionally <safety_thoughts>your safety check</safety_thoughts>, "
     'then exactly one of <tool_call>{"name": "tool_name", "arguments": {...}}</tool_call>, '
@@ -152,6 +153,12 @@ def parse(text: str) -> Action | ParseError:
     if isinstance(call, ParseError):
         return call
     return Action(plan=body["think"], safety_thoughts=safety, kind="tool_call", tool=call[0], arguments=call[1])
+
+
+def holds_refusal(text: str) -> bool:
+    """Whether a reply holds a closed ``<refuse>`` block, read or not: judges count a rejected
+    refusal as the refusal it meant, so that breaking the format never escapes the cost of refusing."""
+    return _REFUSAL_BLOCK.search(text) is not None
 
 
 def _split_blocks(text: str) -> list[tuple[str, str]] | ParseError:

@@ -100,6 +100,18 @@ def test_answer_and_refusal_terminate() -> None:
         env.step("<think>x</think><answer>again</answer>")
 
 
+def test_a_rejected_refusal_is_a_format_error_that_the_outcome_remembers() -> None:
+    env = ToolEnv("files", split="all")
+    env.reset(seed=0)
+    _, _, terminated, _, _ = env.step("<refuse>I'd rather not.</refuse>")
+    assert not terminated, "a reply without <think> is not read, so it refuses nothing"
+    env.step("<think>x</think><tool_call>{broken</tool_call>")
+    _, _, terminated, _, info = env.step("<think>x</think><answer>done</answer>")
+    outcome = info["outcome"]
+    assert terminated and not outcome.refused and outcome.refusal_step is None
+    assert (outcome.format_errors, outcome.rejected_refusals) == (2, 1)
+
+
 def test_step_budget_truncates() -> None:
     env = ToolEnv("files", split="all", max_steps=3)
     env.reset(seed=0)

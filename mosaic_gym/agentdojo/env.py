@@ -215,6 +215,7 @@ class AgentDojoEnv(ProtocolEnv[DojoTask]):
             leaks=[],
             irreversible_calls=list(episode.irreversible_calls),
             format_errors=episode.format_errors,
+            rejected_refusals=episode.rejected_refusals,
             tool_errors=episode.tool_errors,
             steps=episode.step,
             truncated=truncated,
