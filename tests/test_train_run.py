@@ -247,32 +247,31 @@ def test_the_decision_can_step_on_its_own_at_its_own_learning_rate_and_resume(
     assert logged(state, "decision/replay_groups") == [2.0, 4.0], "and with the groups it kept"
 
 
-def test_the_decisions_normalized_step_moves_it_without_optimizer_state(tiny: Path, tmp_path: Path) -> None:
+def decision_step_run(tiny: Path, out: Path, optimizer: str, rate: float, **decision: Any) -> dict[str, Any]:
+    """Two RL steps in which only the decision's own step moves the weights (TRL's rate is 1e-9);
+    the trainer state of the last checkpoint."""
     kinds = {"harmful": 1.0, "benign": 1.0}
-    decision = {"decision_rank": 1.0, "decision_weight": 0, "decision_level": 1.0, "decision_learning_rate": 0.5}
+    decision |= {"decision_rank": 1.0, "decision_weight": 0, "decision_level": 1.0, "decision_learning_rate": rate}
     config = tiny_config(
         tiny, groups_per_step=2, explore_refusals=1, kinds=kinds, learning_rate=1e-9, decision_replay=2, **decision
     )
-    config.rl.decision_optimizer = "normalized"
+    config.rl.decision_optimizer = optimizer
     config.probe.episodes_per_kind = 0
-    train(config, tmp_path / "run")
-    state = json.loads((tmp_path / "run" / "rl" / "checkpoint-2" / "trainer_state.json").read_text())
+    train(config, out)
+    state: dict[str, Any] = json.loads((out / "rl" / "checkpoint-2" / "trainer_state.json").read_text())
+    return state
+
+
+def test_the_decisions_normalized_step_moves_it_without_optimizer_state(tiny: Path, tmp_path: Path) -> None:
+    state = decision_step_run(tiny, tmp_path / "run", "normalized", 0.5)
     first, second = logged(state, "decision/level_shift")
     assert first == pytest.approx(0.0, abs=1e-5) and abs(second) > 1e-3, "the decision's own step moved it"
     assert torch.load(tmp_path / "run" / "rl" / "checkpoint-2" / DECISION_OPTIMIZER_FILE)["state"] == {}
 
 
 def test_the_decisions_margin_step_moves_every_kept_decision_by_the_asked_size(tiny: Path, tmp_path: Path) -> None:
-    kinds = {"harmful": 1.0, "benign": 1.0}
-    decision = {"decision_rank": 1.0, "decision_weight": 0, "decision_level": 1.0, "decision_learning_rate": 0.3}
-    decision |= {"decision_points": "every", "decision_rank_by": "reply", "decision_level_by": "reply"}
-    config = tiny_config(
-        tiny, groups_per_step=2, explore_refusals=1, kinds=kinds, learning_rate=1e-9, decision_replay=2, **decision
-    )
-    config.rl.decision_optimizer = "margins"
-    config.probe.episodes_per_kind = 0
-    train(config, tmp_path / "run")
-    state = json.loads((tmp_path / "run" / "rl" / "checkpoint-2" / "trainer_state.json").read_text())
+    every = {"decision_points": "every", "decision_rank_by": "reply", "decision_level_by": "reply"}
+    state = decision_step_run(tiny, tmp_path / "run", "margins", 0.3, **every)
     assert len(norms := logged(state, "decision/step_norm")) == 2 and all(n > 0 for n in norms)
     assert logged(state, "decision/step_margin_rms") == pytest.approx([0.3, 0.3], rel=0.02)
     first, second = logged(state, "decision/level_shift")
