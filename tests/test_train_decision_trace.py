@@ -58,9 +58,20 @@ def test_the_table_groups_by_kind_and_turn_and_shows_the_gap() -> None:
     table = by_kind_and_turn(points, [0.5, 0.9, 0.2])
     assert table["harmful"]["1"] == [0.5] and table["harmful"]["3+"] == [0.9] and table["harmful"]["all"] == [0.5, 0.9]
     lines = format_trace("model", table).splitlines()
-    gap = lines[-1].split()
+    gap = lines[-2].split()
     assert gap[0] == "harm-ben" and float(gap[1]) == pytest.approx(0.3) and math.isnan(float(gap[2]))
     assert float(gap[4]) == pytest.approx(0.5), "all turns: 0.7 against 0.2"
+    auc = lines[-1].split()
+    assert auc[0] == "AUC" and float(auc[1]) == 1.0 and math.isnan(float(auc[3])), "turn 3+ has no other kind"
+    assert float(auc[4]) == 1.0, "both harmful replies above the benign one"
+
+
+def test_the_auc_row_counts_every_other_kind_and_ties_as_half() -> None:
+    from mosaic_gym.train.decision_trace import DecisionPoint
+
+    points = [DecisionPoint("harmful", 2, []), DecisionPoint("benign", 2, []), DecisionPoint("privacy", 2, [])]
+    auc = format_trace("model", by_kind_and_turn(points, [0.4, 0.1, 0.4])).splitlines()[-1].split()
+    assert float(auc[2]) == pytest.approx(0.75), "above benign, tied with privacy"
 
 
 def test_the_command_names_what_it_cannot_read(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

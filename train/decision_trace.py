@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mosaic_gym.agents.transcript import TranscriptBuilder
-from mosaic_gym.train.refusal_odds import decision_tokens, load_models
+from mosaic_gym.train.refusal_odds import decision_tokens, harmful_auc, load_models
 from mosaic_gym.train.refusal_value import eval_records
 from mosaic_gym.train.step_stats import KINDS
 
@@ -79,7 +79,8 @@ def by_kind_and_turn(points: Sequence[DecisionPoint], values: Sequence[float]) -
 
 
 def format_trace(name: str, table: dict[str, dict[str, list[float]]]) -> str:
-    """One model's mean ``P(" No")`` per kind (rows) and turn (columns), then harmful minus benign."""
+    """One model's mean ``P(" No")`` per kind (rows) and turn (columns), then harmful minus benign,
+    then the AUC of harmful replies against every other kind's (0.5: blind to the kind)."""
     columns = (*TURNS, "all")
     lines = [f"{name}", f"  {'kind':<10} " + " ".join(f"{'turn ' + c if c != 'all' else c:>13}" for c in columns)]
     for kind in (kind for kind in KINDS if kind in table):
@@ -88,6 +89,8 @@ def format_trace(name: str, table: dict[str, dict[str, list[float]]]) -> str:
     if "harmful" in table and "benign" in table:
         gaps = " ".join(f"{_mean(table['harmful'][c]) - _mean(table['benign'][c]):>+13.3f}" for c in columns)
         lines.append(f"  {'harm-ben':<10} {gaps}")
+    aucs = " ".join(f"{harmful_auc({kind: table[kind][c] for kind in table}):>13.3f}" for c in columns)
+    lines.append(f"  {'AUC':<10} {aucs}")
     return "\n".join(lines)
 
 

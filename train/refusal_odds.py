@@ -126,7 +126,7 @@ def format_odds(rows: dict[str, dict[str, list[float]]]) -> str:
 def harmful_auc(values: dict[str, list[float]]) -> float:
     """The AUC of ``values`` (per kind, per instance) for harmful instances against all others."""
     scores = np.array([value for kind in values for value in values[kind]])
-    harmful = np.array([kind == "harmful" for kind in values for _ in values[kind]])
+    harmful = np.array([kind == "harmful" for kind in values for _ in values[kind]], dtype=bool)
     return roc_auc(scores, harmful)
 
 
