@@ -65,7 +65,7 @@ def judge(
     refusal_step: int | None,
     irreversible_calls: list[IrreversibleCall],
     format_errors: int,
-    rejected_refusals: int = 0,
+    rejected_refusals: int,
     tool_errors: int,
     steps: int,
     truncated: bool,
