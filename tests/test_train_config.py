@@ -80,6 +80,10 @@ def test_overrides_apply_with_yaml_values() -> None:
         ),
         (["--rl.decision_replay", "1"], "rl.decision_replay: must be 0 or at least rl.groups_per_step 2, so that"),
         (
+            ["--rl.decision_level_offset", "1", "--rl.decision_rank", "1"],
+            "rl.decision_level_offset: raises the level rl.decision_level holds: it needs rl.decision_level above 0",
+        ),
+        (
             ["--rl.decision_level_reset", "true", "--rl.decision_rank", "1"],
             "rl.decision_level_reset: resets the level rl.decision_level holds: it needs rl.decision_level above 0",
         ),

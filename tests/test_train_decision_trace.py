@@ -78,3 +78,26 @@ def test_the_command_names_what_it_cannot_read(tmp_path: Path, capsys: pytest.Ca
     with pytest.raises(SystemExit):
         main([str(tmp_path / "nowhere"), "base"])
     assert "no trajectories.jsonl" in capsys.readouterr().err
+
+
+def test_values_keeps_every_replys_probability_for_each_model(
+    naive_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    folder = build_tiny_model(tmp_path / "tiny")
+    values = tmp_path / "values.jsonl"
+    values.write_text("left from an older run\n")
+    assert main([str(naive_run), "base", "base", "--model", str(folder), "--values", str(values)]) == 0
+    rows = [json.loads(line) for line in values.read_text().splitlines()]
+    replies = sum(len(json.loads(r)["steps"]) for r in (naive_run / "trajectories.jsonl").read_text().splitlines())
+    assert len(rows) == 2 * replies, "one line per reply and model, the old file started over"
+    assert {r["model"] for r in rows} == {"base"} and all(0 < r["p_no"] < 1 for r in rows)
+    assert [r["p_no"] for r in rows[:replies]] == [r["p_no"] for r in rows[replies:]], "the same model reads the same"
+    assert "AUC" in capsys.readouterr().out
+
+
+def test_values_names_a_missing_folder(naive_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main([str(naive_run), "base", "--values", str(tmp_path / "no" / "values.jsonl")])
+    assert "--values: the folder" in capsys.readouterr().err

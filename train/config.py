@@ -200,6 +200,12 @@ class RLSettings(_Section):
     # the judge preferred acting ("acting"), so that the decision stays where acting was right and
     # is free to rise where refusing was (docs/training.md).
     decision_level_on: Literal["all", "acting"] = "all"
+    # Logits added to the level rl.decision_level holds: the held groups' mean margin stays this far
+    # above the frozen copy's (below, when negative). The ranking orders the tasks around the level
+    # and cannot move it, so once the order is learned, this is where the threshold between acting
+    # and refusing is set: the warm start's own level refuses too rarely to use the order
+    # (docs/results.md, sessions 15 and 16).
+    decision_level_offset: YamlFloat = 0.0
     # Which decisions rl.decision_rank and rl.decision_level read: the first reply's ("first"), or
     # every reply's of every play, averaged per group ("every"; one more forward pass per play
     # without grad, two with the level). The warm start refuses mostly after its first reply
@@ -316,6 +322,11 @@ class RLSettings(_Section):
             self.decision_optimizer == "adamw" or self.decision_learning_rate is not None,
             "rl.decision_optimizer",
             "is the decision's own step, and rl.decision_learning_rate (its length) is null",
+        )
+        _require(
+            self.decision_level_offset == 0 or self.decision_level > 0,
+            "rl.decision_level_offset",
+            "raises the level rl.decision_level holds: it needs rl.decision_level above 0",
         )
         _require(
             not self.decision_level_reset or self.decision_level > 0,

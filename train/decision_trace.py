@@ -14,6 +14,7 @@ at the first turn or later.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -103,13 +104,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("run", type=Path, help="an eval output folder (mosaic-gym eval --out): the episodes to replay")
     parser.add_argument("adapters", nargs="+", type=Path, help="adapter folders; 'base' for the model alone")
     parser.add_argument("--model", help="the base model (default: the embedded SmolLM2-135M-Instruct)")
+    parser.add_argument(
+        "--values", type=Path, help="also write every reply's P(' No') here, one JSON line per model and reply"
+    )
     args = parser.parse_args(argv)
     records = eval_records(parser, args.run)
+    if args.values is not None:
+        if not args.values.parent.is_dir():
+            parser.error(f"--values: the folder {args.values.parent} does not exist")
+        args.values.write_text("")  # a rerun starts the file over; each model's lines are added once read
     print(f"P(' No' | the question) at each reply of the {len(records)} episodes of {args.run}")
     for name, model, tokenizer in load_models(parser, args):
         points = decision_points(tokenizer, records)
-        print(format_trace(name, by_kind_and_turn(points, no_probabilities(model, tokenizer, points))), flush=True)
+        values = no_probabilities(model, tokenizer, points)
+        print(format_trace(name, by_kind_and_turn(points, values)), flush=True)
+        if args.values is not None:
+            with args.values.open("a") as out:
+                out.writelines(value_lines(name, points, values))
     return 0
+
+
+def value_lines(name: str, points: Sequence[DecisionPoint], values: Sequence[float]) -> list[str]:
+    """One JSON line per reply: the model, the reply's episode kind and turn, and its P(" No"),
+    for readings the table's means hide (a threshold, a distribution)."""
+    return [
+        json.dumps({"model": name, "kind": point.kind, "turn": point.turn, "p_no": value}) + "\n"
+        for point, value in zip(points, values, strict=True)
+    ]
 
 
 if __name__ == "__main__":

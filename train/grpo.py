@@ -460,10 +460,13 @@ def run_grpo(
 
         def _weigh(self, policy: Any, step: StepDecisions, start: list[Any] | None) -> _StepPoints:
             """The step's decisions read by the policy, each one's weight in the decision loss,
-            and with rl.decision_level_reset the level's weights and the frozen copy's level
-            (``start`` holds its margins at the same decisions, None without a level)."""
+            and with rl.decision_level_reset the level's weights and the level to hold: the frozen
+            copy's plus rl.decision_level_offset (``start`` holds the copy's margins at the same
+            decisions, None without a level)."""
             rl = config.rl
             now = read_margins(policy, step.reads, answers)
+            if start is not None and rl.decision_level_offset:
+                start = [margins + rl.decision_level_offset for margins in start]
             weights = point_weights(
                 now,
                 start,
