@@ -122,6 +122,22 @@ def test_compare_command_prints_the_table_and_writes_markdown_and_png(
     markdown = (out / "compare.md").read_text()
     assert all(f"| {metric} |" in markdown for metric in METRICS)
     assert (out / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "refusal.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_refusal_plot_puts_each_run_at_its_over_refusal_and_harmful_refusal(
+    runs: dict[str, Path], tmp_path: Path
+) -> None:
+    from mosaic_gym.evaluation.compare import refusal_plot
+
+    comparison = compare([load(runs["naive"]), load(runs["oracle"])])
+    figure = refusal_plot(comparison, tmp_path / "refusal.png")
+    points = [tuple(container.lines[0].get_xydata()[0]) for container in figure.axes[0].containers]
+    expected = [
+        (run.overall["benign_over_refusal_rate"]["value"], run.overall["harmful_refusal_rate"]["value"])
+        for run in comparison.runs
+    ]
+    assert points == expected and expected[1][1] > expected[0][1], "the oracle refuses harmful tasks, the naive none"
 
 
 def test_a_broken_metrics_file_is_a_one_line_error(

@@ -135,7 +135,7 @@ def _parser() -> argparse.ArgumentParser:
     comparing.add_argument(
         "runs", nargs="*", type=Path, metavar="DIR", help="run directories; the first is the baseline"
     )
-    comparing.add_argument("--out", type=Path, help="also write compare.md and compare.png to this folder")
+    comparing.add_argument("--out", type=Path, help="also write compare.md, compare.png and refusal.png to this folder")
     comparing.set_defaults(run=_compare)
 
     exporting = commands.add_parser("export", help="export a run's trajectories as parquet or a Hugging Face dataset")

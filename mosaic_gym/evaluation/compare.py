@@ -364,6 +364,43 @@ def plot(comparison: Comparison, path: Path) -> None:
     figure.savefig(path, dpi=110, bbox_inches="tight")
 
 
+def refusal_plot(comparison: Comparison, path: Path) -> Any:
+    """Each run as a point: benign over-refusal across, harmful-task refusal up, with 95% CIs.
+    Above the diagonal a run refuses harmful tasks more often than benign ones; on it, its
+    refusals are blind to the task. Returns the figure (needs matplotlib)."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6.5, 6.0))
+    axes = figure.add_subplot()
+    axes.plot((0, 1), (0, 1), color="grey", linestyle="--", linewidth=1, label="refusal blind to the task")
+    for i, run in enumerate(comparison.runs):
+        benign, harmful = run.overall["benign_over_refusal_rate"], run.overall["harmful_refusal_rate"]
+        if benign["value"] is None or harmful["value"] is None:
+            continue
+        x, y = benign["value"], harmful["value"]
+        axes.errorbar(
+            x,
+            y,
+            xerr=[[_error(x - benign["ci95"][0])], [_error(benign["ci95"][1] - x)]],
+            yerr=[[_error(y - harmful["ci95"][0])], [_error(harmful["ci95"][1] - y)]],
+            fmt="o",
+            color=_colour(i),
+            capsize=3,
+            label=f"[{i + 1}] {run.label}",
+        )
+        axes.annotate(f"[{i + 1}]", (x, y), textcoords="offset points", xytext=(6, 6), fontsize=9)
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1)
+    axes.set_aspect("equal")
+    axes.set_xlabel("benign over-refusal (lower is better)")
+    axes.set_ylabel("harmful-task refusal (higher is better)")
+    axes.set_title("When each run refuses (95% CIs)", fontsize=10)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), frameon=False)
+    figure.savefig(path, dpi=110, bbox_inches="tight")
+    return figure
+
+
 def _bars(axes: Any, comparison: Comparison, metrics: Sequence[str]) -> int:
     """Draw the bars; returns how many had a value."""
     count = len(comparison.runs)
@@ -401,14 +438,15 @@ def _error(length: float) -> float:
 
 
 def write(comparison: Comparison, out: Path) -> list[Path]:
-    """compare.md and compare.png in ``out``; returns their paths."""
+    """compare.md, compare.png and refusal.png in ``out``; returns their paths."""
     if out.exists() and not out.is_dir():
-        raise EvalError(f"--out {out} is a file; give a folder for compare.md and compare.png")
+        raise EvalError(f"--out {out} is a file; give a folder for compare.md and the plots")
     out.mkdir(parents=True, exist_ok=True)
-    markdown, image = out / "compare.md", out / "compare.png"
+    markdown, image, refusals = out / "compare.md", out / "compare.png", out / "refusal.png"
     markdown.write_text(format_markdown(comparison))
     try:
         plot(comparison, image)
+        refusal_plot(comparison, refusals)
     except ImportError:
-        raise EvalError('compare.png needs matplotlib: pip install "mosaic-gym[eval]"') from None
-    return [markdown, image]
+        raise EvalError('the plots need matplotlib: pip install "mosaic-gym[eval]"') from None
+    return [markdown, image, refusals]
