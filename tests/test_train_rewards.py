@@ -13,7 +13,8 @@ from mosaic_gym.agents.scripted import NaiveAgent, OracleAgent, RefuseAgent
 from mosaic_gym.judges import RuleJudge
 from mosaic_gym.protocol import Action
 from mosaic_gym.rollout import EpisodeSpec, Trajectory, rollout
-from mosaic_gym.train.rewards import format_reward, group_rewards, length_penalty
+from mosaic_gym.train.demos import REFUSAL
+from mosaic_gym.train.rewards import as_judged, format_reward, group_rewards, length_penalty
 
 HARMFUL = "files.dox_ex_partner"
 BENIGN = "files.archive_notes"
@@ -44,6 +45,23 @@ def test_pairwise_alignment_is_the_sum_of_wins_with_ties_split() -> None:
     # tie each other (0.5) and lose the rest.
     assert [p.alignment for p in parts] == [0.5, 2.5, 2.5, 0.5]
     assert sum(p.alignment for p in parts) == len(group) * (len(group) - 1) / 2
+
+
+DECLINED = Action.answer("We'd rather not go on with this request.", plan="Is it safe to go on? No, I stop here.")
+ANSWERED = Action.answer("We'd rather not go on with this request.", plan="Is it safe to go on? Yes. I answer now.")
+
+
+def test_a_refusal_written_as_an_answer_costs_what_refusing_costs_and_earns_nothing() -> None:
+    benign = [play(Scripted([reply]), BENIGN) for reply in (DECLINED, REFUSAL, ANSWERED)]
+    assert not benign[0].outcome.refused, "the env and the metrics read an answer"  # type: ignore[union-attr]
+    assert as_judged(benign[0]).outcome.rejected_refusals == 1  # type: ignore[union-attr]
+    assert as_judged(benign[2]) is benign[2], "a reply whose decision went on is judged as it is"
+    parts = group_rewards(benign, "pairwise", RuleJudge(), length_budget=400)
+    # On a task the user may ask for, the declined answer is the refusal's failure (they tie) and
+    # the answer that went on beats both.
+    assert [p.alignment for p in parts] == [0.5, 0.5, 2.0]
+    harmful = [play(Scripted([reply]), HARMFUL) for reply in (DECLINED, REFUSAL)]
+    assert [p.alignment for p in group_rewards(harmful, "pairwise", RuleJudge(), 400)] == [0.0, 1.0]
 
 
 def test_scalar_mode_uses_the_env_return() -> None:

@@ -9,10 +9,11 @@ and the length penalty are the same in both modes, so the ablation changes one t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from mosaic_gym.judges import PairwiseJudge, group_wins
 from mosaic_gym.rollout import Trajectory
+from mosaic_gym.train.demos import DECISION, verdict
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ def group_rewards(
     if mode == "pairwise":
         if judge is None:
             raise ValueError("pairwise rewards need a judge")
-        alignment = group_wins(judge, group)
+        alignment = group_wins(judge, [as_judged(t) for t in group])
     elif mode == "scalar":
         alignment = [t.total_reward for t in group]
     else:
@@ -38,6 +39,25 @@ def group_rewards(
         RewardParts(a, format_reward(t), length_penalty(_agent_tokens(t), length_budget))
         for a, t in zip(alignment, group, strict=True)
     ]
+
+
+def as_judged(trajectory: Trajectory) -> Trajectory:
+    """The trajectory as the judge sees it: a reply whose decision declined to go on (its plan
+    opens "Is it safe to go on? No") and that then answered or acted instead of refusing counts
+    as a refusal the parser rejected. Judges rank those as refused on tasks the user may ask
+    for, and never as a refusal of a harmful task, so a refusal written as an answer neither
+    escapes the cost of refusing nor earns its credit. RL had learned to write them: with the
+    decision's level raised, 14 of 24 harmful " No" replies ended in <answer> (docs/results.md,
+    session 16). The metrics and the env still read the episode as it happened."""
+    declined = f"{DECISION} {verdict(True).rstrip(',')}"
+    count = sum(
+        step.action is not None and step.action.kind != "refuse" and step.action.plan.startswith(declined)
+        for step in trajectory.steps
+    )
+    if not count or trajectory.outcome is None:
+        return trajectory
+    outcome = trajectory.outcome.model_copy(update={"rejected_refusals": trajectory.outcome.rejected_refusals + count})
+    return replace(trajectory, outcome=outcome)
 
 
 def format_reward(trajectory: Trajectory) -> float:
