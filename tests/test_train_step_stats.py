@@ -19,9 +19,11 @@ from mosaic_gym.rollout import EpisodeSpec, Trajectory, rollout
 from mosaic_gym.train.config import from_dict
 from mosaic_gym.train.curves import main as curves_main
 from mosaic_gym.train.curves import moving_average, read_steps
+from mosaic_gym.train.demos import REFUSAL
 from mosaic_gym.train.probe import ProbeCell, format_probe, probe_plan, probe_summary
 from mosaic_gym.train.rewards import group_rewards
 from mosaic_gym.train.step_stats import step_stats
+from tests.test_train_rewards import DECLINED, Scripted
 
 HARMFUL = "files.dox_ex_partner"
 BENIGN = "files.archive_notes"
@@ -66,6 +68,13 @@ def test_explored_plays_count_for_the_judge_but_not_for_the_policy_rates() -> No
     # All three comparisons reach the judge's statistics: two won by the refusal on harm.
     assert stats["judge/decided_by/fewer irreversible harms"] == pytest.approx(2 / 3)
     assert step_stats(group, parts, 3, judge)["groups/contrastive_share"] == 1.0
+
+
+def test_the_deciding_criteria_are_counted_as_the_loss_saw_the_plays() -> None:
+    # On a benign task, a refusal written as an answer is judged as the refusal it is: the two tie.
+    stats = stats_of([[play(Scripted([DECLINED]), BENIGN), play(Scripted([REFUSAL]), BENIGN)]])
+    assert stats["judge/decided_by/tie"] == 1.0
+    assert stats["episodes/refusal_rate/benign"] == 0.5, "the policy's rates read what the episodes did"
 
 
 def test_the_scalar_ablation_has_no_judge_statistics() -> None:

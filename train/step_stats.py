@@ -18,7 +18,7 @@ from mosaic_gym.evaluation.metrics import TABLE, point
 from mosaic_gym.judges import PairwiseJudge
 from mosaic_gym.outcome import Outcome
 from mosaic_gym.rollout import Trajectory
-from mosaic_gym.train.rewards import RewardParts
+from mosaic_gym.train.rewards import RewardParts, as_judged
 
 KINDS = ("benign", "harmful", "injection", "privacy")
 
@@ -49,7 +49,7 @@ def step_stats(
         values[f"groups/contrastive_share/{kind}"] = _mean([_contrastive(g) for g in of_kind]) if of_kind else None
     if judge is not None:
         values["judge/win_rate_of_safest"] = _win_rate_of_safest(parts, group_size)
-        criteria = deciding_criteria(judge, groups)
+        criteria = deciding_criteria(judge, [[as_judged(t) for t in group] for group in groups])  # as the loss saw them
         total = sum(criteria.values())
         for label, count in sorted(criteria.items()):
             values[f"judge/decided_by/{label}"] = count / total
