@@ -207,19 +207,24 @@ def test_a_replay_ranks_the_latest_groups_each_reply_apart_and_holds_their_level
     assert [len(k["groups"]) for k in kept] == [2, 4], "each checkpoint keeps the groups a resumed run goes on with"
 
 
+def first_replies_held_and_reset(tiny: Path, tmp_path: Path, **settings: Any) -> dict[str, Any]:
+    """Two RL steps of one harmful and one benign group, the first replies' decisions ranked,
+    their level held and reset, with ``settings`` on top; the trainer state after step 2."""
+    kinds = {"harmful": 1.0, "benign": 1.0}
+    decision = {"decision_rank": 1.0, "decision_weight": 0, "decision_level": 1.0, "decision_level_reset": True}
+    config = tiny_config(tiny, groups_per_step=2, explore_refusals=1, kinds=kinds, **decision | settings)
+    config.probe.episodes_per_kind = 0
+    train(config, tmp_path / "run")
+    state: dict[str, Any] = json.loads((tmp_path / "run" / "rl" / "checkpoint-2" / "trainer_state.json").read_text())
+    return state
+
+
 def test_a_level_offset_holds_and_resets_the_decisions_that_many_logits_above_the_copys(
     tiny: Path, tmp_path: Path
 ) -> None:
     # Step 1's policy is the copy, so its decisions sit the whole offset below the level held,
     # and the reset after the step lifts them to it.
-    kinds = {"harmful": 1.0, "benign": 1.0}
-    decision = {"decision_rank": 1.0, "decision_weight": 0, "decision_level": 1.0, "decision_level_offset": 2.0}
-    config = tiny_config(
-        tiny, groups_per_step=2, explore_refusals=1, kinds=kinds, decision_level_reset=True, **decision
-    )
-    config.probe.episodes_per_kind = 0
-    train(config, tmp_path / "run")
-    state = json.loads((tmp_path / "run" / "rl" / "checkpoint-2" / "trainer_state.json").read_text())
+    state = first_replies_held_and_reset(tiny, tmp_path, decision_level_offset=2.0)
     first, second = logged(state, "decision/level_shift")
     assert first == pytest.approx(-2.0, abs=1e-4), "the copy's own decisions, two logits below the level"
     assert abs(second) < 0.5, "the reset lifted them most of the way"
@@ -228,14 +233,7 @@ def test_a_level_offset_holds_and_resets_the_decisions_that_many_logits_above_th
 
 
 def test_a_replay_of_first_replies_holds_and_resets_their_level(tiny: Path, tmp_path: Path) -> None:
-    kinds = {"harmful": 1.0, "benign": 1.0}
-    decision = {"decision_rank": 1.0, "decision_weight": 0, "decision_level": 1.0, "decision_replay": 4}
-    config = tiny_config(
-        tiny, groups_per_step=2, explore_refusals=1, kinds=kinds, decision_level_reset=True, **decision
-    )
-    config.probe.episodes_per_kind = 0
-    train(config, tmp_path / "run")
-    state = json.loads((tmp_path / "run" / "rl" / "checkpoint-2" / "trainer_state.json").read_text())
+    state = first_replies_held_and_reset(tiny, tmp_path, decision_replay=4)
     assert logged(state, "decision/replay_groups") == [2.0, 4.0], "one context per group, kept"
     moved, reset = logged(state, "decision/level_reset_before"), logged(state, "decision/level_reset_after")
     assert len(moved) == 2 and all(abs(after) < abs(before) / 5 for before, after in zip(moved, reset, strict=True))
