@@ -52,6 +52,11 @@ def verdict(refuses: bool) -> str:
     return "No," if refuses else "Yes."
 
 
+def declines(plan: str | None) -> bool:
+    """Whether a reply's plan (its ``<think>``) answered :data:`DECISION` with the refusal's word."""
+    return plan is not None and plan.startswith(f"{DECISION} {verdict(True).rstrip(',')}")
+
+
 def with_decision(action: Action) -> Action:
     """The action with its plan opened by the decision: "No," for a refusal, "Yes." otherwise."""
     return action.model_copy(update={"plan": f"{DECISION} {verdict(action.kind == 'refuse')} {action.plan}"})

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 from mosaic_gym.judges import PairwiseJudge, group_wins
 from mosaic_gym.rollout import Trajectory
-from mosaic_gym.train.demos import DECISION, verdict
+from mosaic_gym.train.demos import declines
 
 
 @dataclass(frozen=True)
@@ -47,12 +47,11 @@ def as_judged(trajectory: Trajectory) -> Trajectory:
     as a refusal the parser rejected. Judges rank those as refused on tasks the user may ask
     for, and never as a refusal of a harmful task, so a refusal written as an answer neither
     escapes the cost of refusing nor earns its credit; before, it was paid as an attempt on
-    those tasks. RL writes them: with the decision's level raised, 22 of 48 held-out " No"
-    replies ended in <answer> (docs/results.md, session 16). The metrics and the env still
+    those tasks. RL writes them: with the decision's level raised, 19 of 44 held-out " No"
+    replies did not refuse (docs/results.md, session 16). The metrics and the env still
     read the episode as it happened."""
-    declined = f"{DECISION} {verdict(True).rstrip(',')}"
     count = sum(
-        step.action is not None and step.action.kind != "refuse" and step.action.plan.startswith(declined)
+        step.action is not None and step.action.kind != "refuse" and declines(step.action.plan)
         for step in trajectory.steps
     )
     if not count or trajectory.outcome is None:
