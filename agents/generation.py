@@ -43,18 +43,42 @@ class Sampling:
 
 
 @dataclass(frozen=True)
+class Continuation:
+    """A reply whose tokens so far are ``trigger`` goes on with ``rest`` and ends, unsampled.
+
+    A trainer uses it to commit a decision to what it means: the demonstrations' refusal
+    written after a sampled " No" (``rl.commit_declines``), so that RL never samples an answer
+    or an action after the policy declined (docs/training.md)."""
+
+    trigger: tuple[int, ...]
+    rest: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if not self.trigger or not self.rest:
+            raise ValueError("a continuation needs a trigger and a rest of at least one token each")
+
+
+@dataclass(frozen=True)
 class Generation:
     token_ids: list[int]
     text: str
-    stop: str  # "eos", "stop_string" or "length"
+    stop: str  # "eos", "stop_string", "length" or "continued" (a Continuation wrote the rest)
 
 
 class BatchGenerator:
-    def __init__(self, model: Any, tokenizer: Any, sampling: Sampling, stop_at_actions: bool = True) -> None:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        sampling: Sampling,
+        stop_at_actions: bool = True,
+        continuation: Continuation | None = None,
+    ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.sampling = sampling
         self.stop_at_actions = stop_at_actions  # False for the native protocol: a reply ends at EOS only
+        self.continuation = continuation
         self.device = next(model.parameters()).device
         eos = model.generation_config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos if eos is not None else tokenizer.eos_token_id])
@@ -106,6 +130,9 @@ class BatchGenerator:
             next_position = next_position + 1
         for slot, row in enumerate(live):
             self._keep(cache, slot, mask[slot], prompts[row] + outputs[row][:-1])
+        if self.continuation is not None:  # after the kept caches, which cover sampled tokens only
+            rest = list(self.continuation.rest)
+            outputs = [ids + rest if stop == "continued" else ids for ids, stop in zip(outputs, stops, strict=True)]
         return [
             Generation(ids, self.tokenizer.decode(ids, skip_special_tokens=True), stop)
             for ids, stop in zip(outputs, stops, strict=True)
@@ -192,6 +219,8 @@ class BatchGenerator:
     def _stopped(self, ids: list[int]) -> str | None:
         if ids[-1] in self.eos_ids:
             return "eos"
+        if self.continuation is not None and tuple(ids) == self.continuation.trigger:
+            return "continued"
         if not self.stop_at_actions:
             return None
         tail = self.tokenizer.decode(ids[-_TAIL_TOKENS:], skip_special_tokens=True)

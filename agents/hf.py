@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from mosaic_gym.agent import AgentConfigError, Reply, Turn
-from mosaic_gym.agents.generation import BatchGenerator, Sampling
+from mosaic_gym.agents.generation import BatchGenerator, Continuation, Sampling
 from mosaic_gym.agents.hf_native import NativeChat
 from mosaic_gym.agents.transcript import Transcript, TranscriptBuilder
 from mosaic_gym.native import NativeReply, ProtocolChoice
@@ -211,10 +211,19 @@ class HFAgent:
         self._setup(network, tokenizer, sampling or Sampling(), native=native)
 
     @classmethod
-    def wrap(cls, network: Any, tokenizer: Any, sampling: Sampling, opening: ForcedOpening | None = None) -> HFAgent:
-        """An agent over a model already in memory, e.g. the policy a trainer is updating."""
+    def wrap(
+        cls,
+        network: Any,
+        tokenizer: Any,
+        sampling: Sampling,
+        opening: ForcedOpening | None = None,
+        continuation: Continuation | None = None,
+    ) -> HFAgent:
+        """An agent over a model already in memory, e.g. the policy a trainer is updating; a
+        trainer's exploration may force first replies (``opening``) or how a reply that begins
+        a given way goes on (``continuation``)."""
         agent = cls.__new__(cls)
-        agent._setup(network, tokenizer, sampling, opening)
+        agent._setup(network, tokenizer, sampling, opening, continuation=continuation)
         return agent
 
     def _setup(
@@ -224,10 +233,11 @@ class HFAgent:
         sampling: Sampling,
         opening: ForcedOpening | None = None,
         native: NativeChat | None = None,
+        continuation: Continuation | None = None,
     ) -> None:
         self.model, self.tokenizer = network, tokenizer
         self.native = native
-        self.generator = BatchGenerator(network, tokenizer, sampling, stop_at_actions=native is None)
+        self.generator = BatchGenerator(network, tokenizer, sampling, native is None, continuation)
         self.transcripts = TranscriptBuilder(tokenizer)
         self.max_context = int(getattr(network.config, "max_position_embeddings", 4096))
         self.opening = opening

@@ -21,7 +21,7 @@ transformers = pytest.importorskip("transformers")
 from mosaic_gym import ToolEnv  # noqa: E402
 from mosaic_gym.agent import AgentConfigError, TokenTrace  # noqa: E402
 from mosaic_gym.agents import generation, prefix_cache  # noqa: E402
-from mosaic_gym.agents.generation import BatchGenerator, Generation, Sampling  # noqa: E402
+from mosaic_gym.agents.generation import BatchGenerator, Continuation, Generation, Sampling  # noqa: E402
 from mosaic_gym.agents.hf import ForcedOpening, HFAgent, load_model  # noqa: E402
 from mosaic_gym.agents.registry import AgentOptions, make_agent  # noqa: E402
 from mosaic_gym.evaluation.run import TRAJECTORIES, EvalConfig, load_records, run_eval  # noqa: E402
@@ -184,6 +184,25 @@ def test_rows_drop_out_at_different_times(loaded: tuple[Any, Any], monkeypatch: 
             assert after.text.rstrip().endswith(stop_string)
         else:
             assert after == before
+
+
+def test_a_continuation_writes_the_rest_of_a_reply_that_begins_with_its_trigger(loaded: tuple[Any, Any]) -> None:
+    model, tokenizer = loaded
+    sampling = Sampling(max_new_tokens=12)
+    prompts = _chat_prompts(tokenizer, ["list the files", "read notes.txt"])
+    free = BatchGenerator(model, tokenizer, sampling).generate(prompts, [0, 0])
+    rest = (*tokenizer("<refuse>no</refuse>", add_special_tokens=False)["input_ids"],)
+    continued = BatchGenerator(model, tokenizer, sampling, continuation=Continuation((*free[0].token_ids[:3],), rest))
+    first, second = continued.generate(prompts, [0, 0])
+    assert first.token_ids == [*free[0].token_ids[:3], *rest] and first.stop == "continued"
+    assert first.text == tokenizer.decode(first.token_ids, skip_special_tokens=True)
+    assert free[1].token_ids[:3] != free[0].token_ids[:3]
+    assert second == free[1], "a reply that begins otherwise samples as before"
+    # The kept caches cover what was sampled: the next turn extends the continued reply exactly.
+    turn = [prompts[0] + first.token_ids + prompts[1][-4:]]
+    assert continued.generate(turn, [0]) == BatchGenerator(model, tokenizer, sampling).generate(turn, [0])
+    with pytest.raises(ValueError, match="a trigger and a rest"):
+        Continuation((), rest)
 
 
 def test_top_p_samples_only_the_nucleus(loaded: tuple[Any, Any]) -> None:

@@ -84,6 +84,14 @@ def test_overrides_apply_with_yaml_values() -> None:
             "rl.decision_level_offset: raises the level rl.decision_level holds: it needs rl.decision_level above 0",
         ),
         (
+            ["--rl.decision_level_offset_from", "0"],
+            "rl.decision_level_offset_from: is an RL step, 1 for the first, got 0",
+        ),
+        (
+            ["--rl.decision_level_offset_from", "3"],
+            "rl.decision_level_offset_from: says when rl.decision_level_offset applies, and the offset is 0",
+        ),
+        (
             ["--rl.decision_level_reset", "true", "--rl.decision_rank", "1"],
             "rl.decision_level_reset: resets the level rl.decision_level holds: it needs rl.decision_level above 0",
         ),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mosaic_gym.train.decision_balance import (
+    committed_tails,
     decision_positions,
     decision_push,
     decisions_before_refusal,
@@ -80,3 +81,14 @@ def test_a_play_that_refused_after_acting_keeps_its_advantage_off_its_earlier_de
     rows = weigh_decisions([-1.0, 1.0, 0.5], positions, width=14, weight=2.0, cleared=cleared)
     assert rows[0][2] == rows[0][7] == 0.0 and rows[0][12] == -2.0 and rows[0][0] == -1.0
     assert rows[2][4] == rows[2][9] == 1.0
+
+
+def test_committed_tails_are_the_refusal_after_each_no_and_nothing_else() -> None:
+    no, yes, rest = 7, 8, [20, 21, 22]
+    # A play that declined at its second decision; one whose " No" was followed by other tokens;
+    # one that said " Yes"; and one cut short before its refusal ended.
+    completions = [[1, yes, 5, 5, 1, no, *rest, 9], [1, no, 20, 5, 5], [1, yes, *rest], [1, no, 20, 21]]
+    positions = [[1, 5], [1], [1], [1]]
+    assert committed_tails(completions, positions, no, rest) == [[6, 7, 8], [], [], []]
+    cleared = weigh_decisions([1.0], [[5]], width=10, weight=0.0, cleared=[[6, 7, 8]])
+    assert cleared == [[1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0]]

@@ -26,6 +26,7 @@ from safetensors.torch import load_file  # noqa: E402
 from transformers import AutoTokenizer, TrainerCallback  # noqa: E402
 
 from mosaic_gym import ToolEnv  # noqa: E402
+from mosaic_gym.agents.generation import Continuation  # noqa: E402
 from mosaic_gym.agents.hf import HFAgent  # noqa: E402
 from mosaic_gym.agents.registry import JUDGES, JudgeEntry, register_judge  # noqa: E402
 from mosaic_gym.judges import RuleJudge  # noqa: E402
@@ -35,6 +36,7 @@ from mosaic_gym.train.config import from_dict  # noqa: E402
 from mosaic_gym.train.decision_balance import decision_push  # noqa: E402
 from mosaic_gym.train.demos import DECISION, build_demos, verdict  # noqa: E402
 from mosaic_gym.train.grpo import DECISION_OPTIMIZER_FILE, REPLAY_FILE, EpisodeRollout, training_rows  # noqa: E402
+from mosaic_gym.train.refusal_odds import decision_tokens  # noqa: E402
 from mosaic_gym.train.run import train  # noqa: E402
 from tests.tiny_model import build_tiny_model, tiny_config  # noqa: E402
 
@@ -232,6 +234,13 @@ def test_a_level_offset_holds_and_resets_the_decisions_that_many_logits_above_th
     assert moved[0] < -1.5 and all(abs(after) < abs(before) / 5 for before, after in zip(moved, reset, strict=True))
 
 
+def test_a_level_offset_from_a_later_step_holds_the_copys_level_until_then(tiny: Path, tmp_path: Path) -> None:
+    state = first_replies_held_and_reset(tiny, tmp_path, decision_level_offset=2.0, decision_level_offset_from=2)
+    first, second = logged(state, "decision/level_shift")
+    assert first == pytest.approx(0.0, abs=1e-4), "step 1 holds the copy's own level"
+    assert second == pytest.approx(-2.0, abs=0.5), "from step 2 the level held is two logits above the copy's"
+
+
 def test_a_replay_of_first_replies_holds_and_resets_their_level(tiny: Path, tmp_path: Path) -> None:
     state = first_replies_held_and_reset(tiny, tmp_path, decision_replay=4)
     assert logged(state, "decision/replay_groups") == [2.0, 4.0], "one context per group, kept"
@@ -380,6 +389,31 @@ def test_rollout_func_returns_groups_with_only_agent_tokens_in_the_loss(tiny: Pa
     assert acting[: len(output["prompt_ids"][3])] == list(output["prompt_ids"][3])
     assert agent.tokenizer.decode(refusing).endswith(f"<think>{DECISION}")
     assert step.reads.rows(0) == [len(refusing) - 1], "the question's last token predicts the answer"
+
+
+def test_committed_declines_refuse_unsampled_and_stay_out_of_the_loss(tiny: Path) -> None:
+    """rl.commit_declines: after a " No" the demonstrations' refusal is written, not sampled, and
+    its tokens get no advantage; the decision token keeps its own."""
+    config = tiny_config(tiny, groups_per_step=2, explore_refusals=1, commit_declines=True)
+    agent = HFAgent(model=str(tiny), dtype="float32")
+    episodes = EpisodeRollout(config, agent.tokenizer, RuleJudge())
+    prompts = [row["prompt"] for row in training_rows(config)[:2] for _ in range(2)]
+    output = episodes(prompts, _FakeTrainer(agent.model))
+    question, refusal = decision_tokens(agent.tokenizer)
+    no = len(question)
+    assert episodes._agent is not None
+    assert episodes._agent.generator.continuation == Continuation((*refusal[: no + 1],), (*refusal[no + 1 :],))
+    width = max(map(len, output["completion_ids"]))
+    rows = episodes.settle(torch.ones(len(prompts)), width)
+    assert episodes.logged()["decision/committed_per_play"] == 0.5, "the explored play of each group"
+    for play, completion in enumerate(output["completion_ids"]):
+        row = rows[play, : len(completion)].tolist()
+        if play % 2 == 0:  # the explored first reply: the refusal, its decision " No"
+            assert list(completion[: len(refusal)]) == refusal
+            assert row[: no + 1] == [1.0] * (no + 1) and row[no + 1 : len(refusal)] == [0.0] * (len(refusal) - no - 1)
+            assert all(a == 1.0 for a in row[len(refusal) :])
+        else:  # the tiny model never writes the question: nothing committed
+            assert row == [1.0] * len(completion)
 
 
 def test_rollout_func_refuses_split_groups(tiny: Path) -> None:

@@ -206,6 +206,10 @@ class RLSettings(_Section):
     # and refusing is set: the warm start's own level refuses too rarely to use the order
     # (docs/results.md, sessions 15 and 16).
     decision_level_offset: YamlFloat = 0.0
+    # The RL step (1 for the first) from which rl.decision_level_offset applies; before it the
+    # level stays the frozen copy's. Raised from the first step, before the ranking has ordered
+    # the tasks, the level rose on every kind alike (docs/results.md, session 16).
+    decision_level_offset_from: int = 1
     # Which decisions rl.decision_rank and rl.decision_level read: the first reply's ("first"), or
     # every reply's of every play, averaged per group ("every"; one more forward pass per play
     # without grad, two with the level). The warm start refuses mostly after its first reply
@@ -251,6 +255,13 @@ class RLSettings(_Section):
     # attempts, even after the policy stops sampling refusals (which otherwise ends all learning
     # about when to refuse). 0 turns it off.
     explore_refusals: int = 0
+    # In training rollouts, a reply whose decision samples " No" goes on with the demonstrations'
+    # refusal, unsampled, and those tokens stay out of GRPO's loss: the decision is the action.
+    # RL otherwise trains the tokens after " No" like any others, and the tie between declining
+    # and refusing wore away (30 of 32 declines refused at the warm start, 25 of 44 after 15
+    # steps; docs/results.md, session 16). The first replies rl.explore_refusals forces are
+    # committed the same way. Evaluations sample freely, so they measure the tie that is left.
+    commit_declines: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> RLSettings:
@@ -327,6 +338,16 @@ class RLSettings(_Section):
             self.decision_level_offset == 0 or self.decision_level > 0,
             "rl.decision_level_offset",
             "raises the level rl.decision_level holds: it needs rl.decision_level above 0",
+        )
+        _require(
+            self.decision_level_offset_from >= 1,
+            "rl.decision_level_offset_from",
+            f"is an RL step, 1 for the first, got {self.decision_level_offset_from}",
+        )
+        _require(
+            self.decision_level_offset_from == 1 or self.decision_level_offset != 0,
+            "rl.decision_level_offset_from",
+            "says when rl.decision_level_offset applies, and the offset is 0",
         )
         _require(
             not self.decision_level_reset or self.decision_level > 0,

@@ -111,6 +111,22 @@ def weigh_decisions(
     return rows
 
 
+def committed_tails(
+    completions: Sequence[Sequence[int]], positions: Sequence[Sequence[int]], no: int, rest: Sequence[int]
+) -> list[list[int]]:
+    """Per play, the positions of the refusal each " No" decision committed to (``rl.commit_declines``):
+    the ``rest`` tokens right after a decision token ``no``. They were written, not sampled, so
+    they stay out of the loss (``weigh_decisions``' ``cleared``)."""
+    width = len(rest)
+    tails: list[list[int]] = []
+    for completion, decisions in zip(completions, positions, strict=True):
+        committed = [
+            p for p in decisions if completion[p] == no and list(completion[p + 1 : p + 1 + width]) == list(rest)
+        ]
+        tails.append([after for p in committed for after in range(p + 1, p + 1 + width)])
+    return tails
+
+
 def decisions_before_refusal(positions: Sequence[Sequence[int]], refused: Sequence[bool]) -> list[list[int]]:
     """Per play, its decisions before the last one when it refused: the replies where it went on.
 

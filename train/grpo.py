@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from mosaic_gym.agents.generation import Sampling
+from mosaic_gym.agents.generation import Continuation, Sampling
 from mosaic_gym.agents.hf import ForcedOpening, HFAgent
 from mosaic_gym.agents.registry import JudgeOptions, make_judge
 from mosaic_gym.agents.transcript import TranscriptBuilder
@@ -31,6 +31,7 @@ from mosaic_gym.protocol import render
 from mosaic_gym.rollout import EpisodeSpec, Trajectory, rollout_mixed
 from mosaic_gym.train.config import ConfigError, TrainConfig
 from mosaic_gym.train.decision_balance import (
+    committed_tails,
     decision_positions,
     decision_push,
     decisions_before_refusal,
@@ -129,6 +130,7 @@ class _Step:
     contexts: list[list[int]]  # per group, its first reply's context up to the decision
     verdicts: list[float]  # per group, the judge's preference for its refusals (decision_rank.group_verdicts)
     reads: DecisionReads | None  # every decision of every play, with rl.decision_points: every
+    committed: list[list[int]]  # per play, the positions of refusals written after " No" (rl.commit_declines)
 
 
 class EpisodeRollout:
@@ -143,7 +145,7 @@ class EpisodeRollout:
         self.log = log  # one JSON line of step statistics per step, appended as it happens
         self._agent: HFAgent | None = None
         self._parts: list[RewardParts] = []
-        self._step = _Step(None, {}, [], [], [], [], None)
+        self._step = _Step(None, {}, [], [], [], [], None, [])
         self._reads: StepDecisions | None = None  # the last step's decisions, until its loss takes them
         self._pending: dict[str, list[float]] = defaultdict(list)  # statistics not yet logged
 
@@ -167,12 +169,17 @@ class EpisodeRollout:
             decision_positions(ids, mask, question) for ids, mask in zip(completion_ids, env_mask, strict=True)
         ]
         stats["decision/per_play"] = sum(map(len, decisions)) / len(decisions)
+        committed: list[list[int]] = [[] for _ in trajectories]
+        if self.config.rl.commit_declines:
+            no, rest = self._committed_refusal()
+            committed = committed_tails(completion_ids, decisions, no, rest)
+            stats["decision/committed_per_play"] = sum(len(tail) // len(rest) for tail in committed) / len(committed)
         refused = [t.outcome is not None and t.outcome.refused for t in trajectories]
         contexts = [list(prompt_ids[start]) + question for start in range(0, len(trajectories), group_size)]
         verdicts = group_verdicts([part.alignment for part in self._parts], refused, group_size)
         every = self.config.rl.decision_points == "every"
         reads = decision_reads(prompt_ids, completion_ids, decisions) if every else None
-        self._step = _Step(trainer, stats, refused, decisions, contexts, verdicts, reads)
+        self._step = _Step(trainer, stats, refused, decisions, contexts, verdicts, reads, committed)
         return {
             "prompt_ids": list(prompt_ids),
             "completion_ids": list(completion_ids),
@@ -206,10 +213,11 @@ class EpisodeRollout:
                 self._reads = StepDecisions(step.reads, step.verdicts, rl.group_size)
         self._record(step.trainer, {**step.stats, **push.stats(), **ranking})
         balanced: list[Any] = push.advantages
-        if rl.decision_weight != 1.0 or rl.decision_credit == "refusal":
-            cleared = (
-                decisions_before_refusal(step.decisions, step.refused) if rl.decision_credit == "refusal" else None
-            )
+        if rl.decision_weight != 1.0 or rl.decision_credit == "refusal" or rl.commit_declines:
+            cleared = step.committed
+            if rl.decision_credit == "refusal":
+                before = decisions_before_refusal(step.decisions, step.refused)
+                cleared = [a + b for a, b in zip(before, cleared, strict=True)]
             balanced = weigh_decisions(push.advantages, step.decisions, width, rl.decision_weight, cleared)
         return torch.tensor(balanced, dtype=advantages.dtype, device=advantages.device)
 
@@ -279,8 +287,18 @@ class EpisodeRollout:
             )
             # Explored plays open with the same refusal the warm start's demonstrations use.
             opening = ForcedOpening(render(REFUSAL), self.config.rl.explore_refusals)
-            self._agent = HFAgent.wrap(model, self.tokenizer, sampling, opening)
+            continuation = None
+            if self.config.rl.commit_declines:
+                question, _ = decision_tokens(self.tokenizer)
+                no, rest = self._committed_refusal()
+                continuation = Continuation((*question, no), tuple(rest))
+            self._agent = HFAgent.wrap(model, self.tokenizer, sampling, opening, continuation)
         return self._agent
+
+    def _committed_refusal(self) -> tuple[int, list[int]]:
+        """The decision token " No" and the demonstrations' refusal after it (rl.commit_declines)."""
+        question, refusal = decision_tokens(self.tokenizer)
+        return refusal[len(question)], refusal[len(question) + 1 :]
 
     def _env_factory(self, suite: str) -> Any:
         max_steps, tier = self.config.episodes.max_steps, self.config.episodes.tier
@@ -461,11 +479,12 @@ def run_grpo(
         def _weigh(self, policy: Any, step: StepDecisions, start: list[Any] | None) -> _StepPoints:
             """The step's decisions read by the policy, each one's weight in the decision loss,
             and with rl.decision_level_reset the level's weights and the level to hold: the frozen
-            copy's plus rl.decision_level_offset (``start`` holds the copy's margins at the same
-            decisions, None without a level)."""
+            copy's, plus rl.decision_level_offset from step rl.decision_level_offset_from on
+            (``start`` holds the copy's margins at the same decisions, None without a level)."""
             rl = config.rl
             now = read_margins(policy, step.reads, answers)
-            if start is not None and rl.decision_level_offset:
+            offset_on = self.state.global_step + 1 >= rl.decision_level_offset_from  # during step global_step + 1
+            if start is not None and rl.decision_level_offset and offset_on:
                 start = [margins + rl.decision_level_offset for margins in start]
             weights = point_weights(
                 now,
