@@ -219,7 +219,8 @@ class BatchGenerator:
     def _stopped(self, ids: list[int]) -> str | None:
         if ids[-1] in self.eos_ids:
             return "eos"
-        if self.continuation is not None and tuple(ids) == self.continuation.trigger:
+        trigger = self.continuation.trigger if self.continuation is not None else ()
+        if len(ids) == len(trigger) and tuple(ids) == trigger:
             return "continued"
         if not self.stop_at_actions:
             return None
