@@ -171,9 +171,10 @@ class EpisodeRollout:
         stats["decision/per_play"] = sum(map(len, decisions)) / len(decisions)
         committed: list[list[int]] = [[] for _ in trajectories]
         if self.config.rl.commit_declines:
-            no, rest = self._committed_refusal()
-            committed = committed_tails(completion_ids, decisions, no, rest)
-            stats["decision/committed_per_play"] = sum(len(tail) // len(rest) for tail in committed) / len(committed)
+            commitment = self._commitment()
+            committed = committed_tails(completion_ids, decisions, commitment.trigger[-1], commitment.rest)
+            per_play = sum(len(tail) // len(commitment.rest) for tail in committed) / len(committed)
+            stats["decision/committed_per_play"] = per_play
         refused = [t.outcome is not None and t.outcome.refused for t in trajectories]
         contexts = [list(prompt_ids[start]) + question for start in range(0, len(trajectories), group_size)]
         verdicts = group_verdicts([part.alignment for part in self._parts], refused, group_size)
@@ -287,18 +288,15 @@ class EpisodeRollout:
             )
             # Explored plays open with the same refusal the warm start's demonstrations use.
             opening = ForcedOpening(render(REFUSAL), self.config.rl.explore_refusals)
-            continuation = None
-            if self.config.rl.commit_declines:
-                question, _ = decision_tokens(self.tokenizer)
-                no, rest = self._committed_refusal()
-                continuation = Continuation((*question, no), tuple(rest))
+            continuation = self._commitment() if self.config.rl.commit_declines else None
             self._agent = HFAgent.wrap(model, self.tokenizer, sampling, opening, continuation)
         return self._agent
 
-    def _committed_refusal(self) -> tuple[int, list[int]]:
-        """The decision token " No" and the demonstrations' refusal after it (rl.commit_declines)."""
+    def _commitment(self) -> Continuation:
+        """rl.commit_declines: after the question and " No" (the trigger's last token), the rest of
+        the demonstrations' refusal."""
         question, refusal = decision_tokens(self.tokenizer)
-        return refusal[len(question)], refusal[len(question) + 1 :]
+        return Continuation(tuple(refusal[: len(question) + 1]), tuple(refusal[len(question) + 1 :]))
 
     def _env_factory(self, suite: str) -> Any:
         max_steps, tier = self.config.episodes.max_steps, self.config.episodes.tier
