@@ -21,6 +21,7 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
+from mosaic_gym.agents.decision_head import DecisionHead
 from mosaic_gym.agents.prefix_cache import LayerKV, PrefixCache, shared_lengths
 
 STOP_STRINGS = ("</tool_call>", "</refuse>", "</answer>")
@@ -73,12 +74,14 @@ class BatchGenerator:
         sampling: Sampling,
         stop_at_actions: bool = True,
         continuation: Continuation | None = None,
+        decision_head: DecisionHead | None = None,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.sampling = sampling
         self.stop_at_actions = stop_at_actions  # False for the native protocol: a reply ends at EOS only
         self.continuation = continuation
+        self.decision_head = decision_head  # shifts the decision's " No" where a reply decides
         self.device = next(model.parameters()).device
         eos = model.generation_config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos if eos is not None else tokenizer.eos_token_id])
@@ -126,7 +129,9 @@ class BatchGenerator:
                 mask, next_position, tokens = mask[keep], next_position[keep], tokens[keep]
                 live = [live[slot] for slot in still]
             mask = torch.cat([mask, torch.ones((len(live), 1), dtype=torch.long)], dim=1)
-            logits = self._forward(tokens.unsqueeze(1), mask, next_position.unsqueeze(1), cache)
+            head = self.decision_head
+            deciding = [slot for slot, row in enumerate(live) if head is not None and head.decides_after(outputs[row])]
+            logits = self._forward(tokens.unsqueeze(1), mask, next_position.unsqueeze(1), cache, deciding)
             next_position = next_position + 1
         for slot, row in enumerate(live):
             self._keep(cache, slot, mask[slot], prompts[row] + outputs[row][:-1])
@@ -183,8 +188,15 @@ class BatchGenerator:
         self.prefixes.add(tokens, [(k[slot : slot + 1, :, columns], v[slot : slot + 1, :, columns]) for k, v in layers])
 
     def _forward(
-        self, input_ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: Any
+        self,
+        input_ids: torch.Tensor,
+        mask: torch.Tensor,
+        positions: torch.Tensor,
+        cache: Any,
+        deciding: list[int] | None = None,
     ) -> torch.Tensor:
+        """The next-token logits of every row; the rows ``deciding`` (whose reply so far is the
+        decision head's question) get the head's shift, read from their final hidden state."""
         start = time.perf_counter()
         out = self.model(
             input_ids=input_ids.to(self.device),
@@ -193,8 +205,13 @@ class BatchGenerator:
             **{self._cache_argument: cache},
             use_cache=True,
             logits_to_keep=1,
+            output_hidden_states=bool(deciding),
         )
         logits: torch.Tensor = out.logits[:, -1, :].float().cpu()
+        if deciding and self.decision_head is not None:
+            rows = torch.tensor(deciding)
+            hidden = out.hidden_states[-1][rows.to(self.device), -1].float().cpu()
+            logits[rows] = self.decision_head.apply(logits[rows], hidden)
         self.model_seconds += time.perf_counter() - start
         return logits
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from mosaic_gym.agent import AgentConfigError, Reply, Turn
+from mosaic_gym.agents.decision_head import DecisionHead
 from mosaic_gym.agents.generation import BatchGenerator, Continuation, Sampling
 from mosaic_gym.agents.hf_native import NativeChat
 from mosaic_gym.agents.transcript import Transcript, TranscriptBuilder
@@ -110,6 +111,16 @@ def load_model(model: str | None, adapter: Path | None, device: str | None, dtyp
         network = _with_adapter(network, adapter)
     network.to(device).eval()
     return network, tokenizer
+
+
+def load_decision_head(adapter: Path | None) -> DecisionHead | None:
+    """The decision head saved beside ``adapter`` (:mod:`mosaic_gym.agents.decision_head`), if any."""
+    if adapter is None:
+        return None
+    try:
+        return DecisionHead.load(adapter)
+    except ValueError as error:
+        raise AgentConfigError(str(error)) from None
 
 
 def _cached_or_unreachable(repo_id: str) -> bool:
@@ -209,6 +220,7 @@ class HFAgent:
         network, tokenizer = load_model(model, adapter, device, dtype)
         native = NativeChat(tokenizer, str(model or EMBEDDED_MODEL)) if protocol == "native" else None
         self._setup(network, tokenizer, sampling or Sampling(), native=native)
+        self.generator.decision_head = load_decision_head(adapter)
 
     @classmethod
     def wrap(

@@ -78,6 +78,10 @@ def test_overrides_apply_with_yaml_values() -> None:
             ["--rl.decision_optimizer", "normalized"],
             "rl.decision_optimizer: is the decision's own step, and rl.decision_learning_rate (its length) is null",
         ),
+        (
+            ["--rl.decision_optimizer", "head", "--rl.decision_learning_rate", "0.5", "--rl.decision_weight", "1"],
+            "rl.decision_optimizer: 'head' gives the decision parameters of its own: set rl.decision_weight to 0",
+        ),
         (["--rl.decision_replay", "1"], "rl.decision_replay: must be 0 or at least rl.groups_per_step 2, so that"),
         (
             ["--rl.decision_level_offset", "1", "--rl.decision_rank", "1"],

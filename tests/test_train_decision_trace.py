@@ -10,6 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from mosaic_gym.agents.decision_head import DecisionHead  # noqa: E402
 from mosaic_gym.evaluation.run import EvalConfig, run_eval  # noqa: E402
 from mosaic_gym.train.decision_trace import (  # noqa: E402
     by_kind_and_turn,
@@ -18,6 +19,7 @@ from mosaic_gym.train.decision_trace import (  # noqa: E402
     main,
     no_probabilities,
 )
+from mosaic_gym.train.refusal_odds import answer_tokens, decision_tokens  # noqa: E402
 from tests.tiny_model import build_tiny_model  # noqa: E402
 
 
@@ -49,6 +51,12 @@ def test_every_reply_is_a_decision_point_in_the_context_it_was_written_in(naive_
         model.lm_head.weight.zero_()
     values = no_probabilities(model, tokenizer, points[:3])
     assert values == pytest.approx([1 / model.config.vocab_size] * 3, rel=1e-4)
+    # A decision head raising " No" by 2 logits: exp(2) against the other tokens' 1 each.
+    head = DecisionHead(
+        decision_tokens(tokenizer)[0], answer_tokens(tokenizer), torch.zeros(model.config.hidden_size), 2.0
+    )
+    shifted = no_probabilities(model, tokenizer, points[:3], head)
+    assert shifted == pytest.approx([math.exp(2) / (model.config.vocab_size - 1 + math.exp(2))] * 3, rel=1e-4)
 
 
 def test_the_table_groups_by_kind_and_turn_and_shows_the_gap() -> None:

@@ -10,10 +10,17 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from mosaic_gym.agents.decision_head import DecisionHead  # noqa: E402
 from mosaic_gym.agents.transcript import TranscriptBuilder  # noqa: E402
 from mosaic_gym.protocol import render  # noqa: E402
 from mosaic_gym.train.demos import REFUSAL  # noqa: E402
-from mosaic_gym.train.refusal_odds import format_odds, main, refusal_logprobs  # noqa: E402
+from mosaic_gym.train.refusal_odds import (  # noqa: E402
+    answer_tokens,
+    decision_tokens,
+    format_odds,
+    main,
+    refusal_logprobs,
+)
 from tests.tiny_model import build_tiny_model  # noqa: E402
 
 
@@ -39,6 +46,18 @@ def test_a_uniform_model_gives_the_refusal_one_over_vocab_per_token(uniform: Pat
         assert len(values) == 2, "one held-out starter template per kind, two seeds each"
         assert [v.refusal for v in values] == pytest.approx([tokens * one_token] * 2, rel=1e-4)
         assert [v.decision for v in values] == pytest.approx([one_token] * 2, rel=1e-4)
+
+
+def test_a_decision_head_shifts_the_decision_and_no_other_token(uniform: Path) -> None:
+    model = transformers.AutoModelForCausalLM.from_pretrained(uniform)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(uniform)
+    question, refusal = decision_tokens(tokenizer)
+    head = DecisionHead(question, answer_tokens(tokenizer), torch.zeros(model.config.hidden_size), bias=3.0)
+    [odds] = refusal_logprobs(model, tokenizer, ["files"], "heldout", "starter", seeds=1, head=head)["harmful"]
+    vocab = model.config.vocab_size
+    decision = math.log(math.exp(3.0) / (vocab - 1 + math.exp(3.0)))
+    assert odds.decision == pytest.approx(decision, rel=1e-4)
+    assert odds.refusal == pytest.approx(decision - (len(refusal) - 1) * math.log(vocab), rel=1e-4)
 
 
 def test_the_table_shows_mean_probabilities_and_the_harmful_benign_gap() -> None:

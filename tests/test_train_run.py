@@ -27,7 +27,7 @@ from transformers import AutoTokenizer, TrainerCallback  # noqa: E402
 
 from mosaic_gym import ToolEnv  # noqa: E402
 from mosaic_gym.agents.generation import Continuation  # noqa: E402
-from mosaic_gym.agents.hf import HFAgent  # noqa: E402
+from mosaic_gym.agents.hf import HFAgent, load_decision_head  # noqa: E402
 from mosaic_gym.agents.registry import JUDGES, JudgeEntry, register_judge  # noqa: E402
 from mosaic_gym.judges import RuleJudge  # noqa: E402
 from mosaic_gym.rollout import EpisodeSpec, Trajectory, rollout  # noqa: E402
@@ -304,6 +304,42 @@ def test_the_decisions_margin_step_moves_every_kept_decision_by_the_asked_size(t
     first, second = logged(state, "decision/level_shift")
     assert first == pytest.approx(0.0, abs=1e-5) and abs(second) > 1e-3, "the decision's own step moved it"
     assert not (tmp_path / "run" / "rl" / "checkpoint-2" / DECISION_OPTIMIZER_FILE).exists(), "no state to keep"
+
+
+def test_a_decision_head_steps_the_decision_alone_holds_its_level_and_resumes(
+    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    every = {"decision_points": "every", "decision_rank_by": "reply", "decision_level_by": "reply"}
+    decision = {"decision_rank": 1.0, "decision_weight": 0, "decision_level": 1.0, "decision_learning_rate": 0.3}
+    decision |= {"decision_optimizer": "head", "decision_level_reset": True, "decision_level_offset": 1.0}
+    config = tiny_config(
+        tiny,
+        groups_per_step=2,
+        explore_refusals=1,
+        kinds={"harmful": 1.0, "benign": 1.0},
+        learning_rate=1e-9,
+        decision_replay=2,
+        **every | decision,
+    )
+    config.probe.episodes_per_kind = 0
+    out = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        patch.setattr(run_module.StepTimer, "callback", lambda self: _StopBeforeStep(1))
+        with pytest.raises(KeyboardInterrupt):
+            train(config, out)
+    train(config, out, resume=True)
+    state = json.loads((out / "rl" / "checkpoint-2" / "trainer_state.json").read_text())
+    assert logged(state, "decision/step_margin_rms") == pytest.approx([0.3, 0.3], rel=1e-3), "linear: exact"
+    first, second = logged(state, "decision/level_shift")
+    # TRL's step at 1e-9 leaves the LoRA weights where they were: what moved the margins is the head,
+    # which the resumed run took from checkpoint 1 (a fresh one would leave step 2 at the copy's level).
+    assert first == pytest.approx(-1.0, abs=1e-4) and abs(second + 1.0) > 1e-3
+    assert logged(state, "decision/level_reset_after") == pytest.approx([0.0, 0.0], abs=1e-4), "the bias, exactly"
+    heads = [load_decision_head(out / "rl" / f"checkpoint-{n}") for n in (1, 2)]
+    final = HFAgent(model=str(tiny), adapter=out).generator.decision_head
+    assert heads[0] is not None and heads[1] is not None and final is not None
+    assert heads[0].bias > 0.5, "the reset lifted the level by the offset"
+    assert not torch.equal(heads[0].weight, heads[1].weight) and torch.equal(final.weight, heads[1].weight)
 
 
 def logged(state: dict[str, Any], key: str) -> list[float]:

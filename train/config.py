@@ -248,8 +248,12 @@ class RLSettings(_Section):
     # steps (docs/results.md, session 12). "margins": the least-norm weight change that moves
     # each kept decision's margin as the loss asks, by rl.decision_learning_rate logits (RMS),
     # instead of along the shared direction every margin's gradient has
-    # (mosaic_gym.train.margin_step; one backward pass per decision).
-    decision_optimizer: Literal["adamw", "normalized", "margins"] = "adamw"
+    # (mosaic_gym.train.margin_step; one backward pass per decision). "head": the same step taken
+    # on a decision head of the decision's own (mosaic_gym.agents.decision_head: a shift of the
+    # margin linear in the model's final hidden state there), which the LoRA weights never see,
+    # so the decision moves without changing anything else in the reply; with
+    # rl.decision_level_reset the head's bias holds the level. Saved beside the adapter.
+    decision_optimizer: Literal["adamw", "normalized", "margins", "head"] = "adamw"
     # Plays per group whose first reply is the protocol's refusal instead of a sample, whatever
     # the task: every group then holds a refusal for the judge to weigh against the sampled
     # attempts, even after the policy stops sampling refusals (which otherwise ends all learning
@@ -333,6 +337,12 @@ class RLSettings(_Section):
             self.decision_optimizer == "adamw" or self.decision_learning_rate is not None,
             "rl.decision_optimizer",
             "is the decision's own step, and rl.decision_learning_rate (its length) is null",
+        )
+        _require(
+            self.decision_optimizer != "head" or self.decision_weight == 0,
+            "rl.decision_optimizer",
+            "'head' gives the decision parameters of its own: set rl.decision_weight to 0, so GRPO's "
+            f"loss does not train the LoRA weights on the decision token too (got {self.decision_weight})",
         )
         _require(
             self.decision_level_offset == 0 or self.decision_level > 0,

@@ -76,13 +76,14 @@ def run_adapters(run: Path) -> list[tuple[int, Path]]:
 
 def decision_by_step(run: Path, model: str | None, seeds: int) -> dict[int, dict[str, list[float]]]:
     """Per step, the log-probability of " No" after the question, per kind, on held-out starter instances."""
-    from mosaic_gym.agents.hf import load_model
+    from mosaic_gym.agents.hf import load_decision_head, load_model
     from mosaic_gym.train.refusal_odds import READ_OUT_SUITES, refusal_logprobs
 
     steps = {}
     for step, adapter in run_adapters(run):
         policy, tokenizer = load_model(model, adapter, None, None)
-        odds = refusal_logprobs(policy, tokenizer, READ_OUT_SUITES, "heldout", "starter", seeds)
+        head = load_decision_head(adapter)
+        odds = refusal_logprobs(policy, tokenizer, READ_OUT_SUITES, "heldout", "starter", seeds, head)
         steps[step] = {kind: [value.decision for value in values] for kind, values in odds.items()}
     return steps
 

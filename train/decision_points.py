@@ -24,9 +24,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from mosaic_gym.train.decision_rank import level_loss, rank_loss
+
+if TYPE_CHECKING:
+    from mosaic_gym.agents.decision_head import DecisionHead
 
 
 @dataclass(frozen=True)
@@ -56,14 +59,29 @@ def decision_reads(
     return DecisionReads(sequences, [len(prompt) for prompt in prompts], [list(p) for p in positions])
 
 
-def margins_at(model: Any, ids: Sequence[int], rows: Sequence[int], answers: tuple[int, int]) -> Any:
-    """``logit(" No") - logit(" Yes")`` predicted at each of ``rows`` of ``ids``, in one forward pass."""
+def final_states(model: Any, ids: Sequence[int], rows: Sequence[int]) -> Any:
+    """The final hidden states (what the LM head reads) at each of ``rows`` of ``ids``, in one forward pass."""
     import torch
 
-    no, yes = answers
     device = next(model.parameters()).device
-    logits = model(input_ids=torch.tensor([list(ids)], device=device)).logits[0, list(rows)].float()
-    return logits[:, no] - logits[:, yes]
+    out = model(input_ids=torch.tensor([list(ids)], device=device), output_hidden_states=True, logits_to_keep=1)
+    return out.hidden_states[-1][0, list(rows)]
+
+
+def decision_margins(model: Any, states: Any, answers: tuple[int, int], head: DecisionHead | None = None) -> Any:
+    """``logit(" No") - logit(" Yes")`` from final hidden states at decisions (``[n, hidden]``),
+    with the decision head's shift when the policy has one."""
+    no, yes = answers
+    logits = model.get_output_embeddings()(states).float()
+    margins = logits[:, no] - logits[:, yes]
+    return margins if head is None else margins + head.shift(states)
+
+
+def margins_at(
+    model: Any, ids: Sequence[int], rows: Sequence[int], answers: tuple[int, int], head: DecisionHead | None = None
+) -> Any:
+    """The decision margins predicted at each of ``rows`` of ``ids``, in one forward pass."""
+    return decision_margins(model, final_states(model, ids, rows), answers, head)
 
 
 @contextmanager
@@ -83,15 +101,24 @@ def dropout_off(model: Any) -> Iterator[None]:
             module.train()
 
 
-def read_margins(model: Any, reads: DecisionReads, answers: tuple[int, int]) -> list[Any]:
-    """Every play's decision margins under ``model``, without grad or dropout: one forward pass per play."""
+def read_states(model: Any, reads: DecisionReads) -> list[Any]:
+    """Every play's final hidden states at its decisions, without grad or dropout: one forward
+    pass per play (``[0, hidden]`` for a play without a decision)."""
     import torch
 
+    width = model.get_output_embeddings().weight.shape[1]
     with torch.no_grad(), dropout_off(model):
         return [
-            margins_at(model, ids, reads.rows(play), answers) if ids else torch.zeros(0)
+            final_states(model, ids, reads.rows(play)) if ids else torch.zeros(0, width)
             for play, ids in enumerate(reads.sequences)
         ]
+
+
+def read_margins(
+    model: Any, reads: DecisionReads, answers: tuple[int, int], head: DecisionHead | None = None
+) -> list[Any]:
+    """Every play's decision margins under ``model`` (and ``head``), without grad or dropout."""
+    return [decision_margins(model, states, answers, head) for states in read_states(model, reads)]
 
 
 @dataclass(frozen=True)
@@ -194,21 +221,34 @@ def weighted_sum(weights: Sequence[Any], margins: Sequence[Any]) -> float:
     return sum(float((w * m.float()).sum()) for w, m in zip(weights, margins, strict=True))
 
 
-def weighted_parts(model: Any, reads: DecisionReads, weights: Sequence[Any], answers: tuple[int, int]) -> Iterator[Any]:
+def weighted_parts(
+    model: Any,
+    reads: DecisionReads,
+    weights: Sequence[Any],
+    answers: tuple[int, int],
+    head: DecisionHead | None = None,
+) -> Iterator[Any]:
     """Per play with a weight, ``sum(weights * margins)`` over its decisions, with grad: one forward
     pass each without dropout, so that each graph can go before the next is built."""
     with dropout_off(model):
         for play, ids in enumerate(reads.sequences):
             if ids and bool(weights[play].any()):
-                yield (weights[play] * margins_at(model, ids, reads.rows(play), answers)).sum()
+                yield (weights[play] * margins_at(model, ids, reads.rows(play), answers, head)).sum()
 
 
-def weighted_level(model: Any, reads: DecisionReads, weights: Sequence[Any], answers: tuple[int, int]) -> float:
-    """``sum(weights * margins)`` under ``model``, without grad, reading only the plays with a weight."""
+def weighted_level(
+    model: Any,
+    reads: DecisionReads,
+    weights: Sequence[Any],
+    answers: tuple[int, int],
+    head: DecisionHead | None = None,
+) -> float:
+    """``sum(weights * margins)`` under ``model`` (and ``head``), without grad, reading only the
+    plays with a weight."""
     import torch
 
     with torch.no_grad():
-        return sum(float(part) for part in weighted_parts(model, reads, weights, answers))
+        return sum(float(part) for part in weighted_parts(model, reads, weights, answers, head))
 
 
 def backward_weighted(model: Any, reads: DecisionReads, weights: Sequence[Any], answers: tuple[int, int]) -> None:
@@ -292,6 +332,4 @@ def last_hidden_states(model: Any) -> Iterator[list[Any]]:
 
 def hidden_margins(model: Any, hidden: Any, rows: Sequence[int], answers: tuple[int, int]) -> Any:
     """``logit(" No") - logit(" Yes")`` from one sequence's final hidden states at ``rows``."""
-    no, yes = answers
-    logits = model.get_output_embeddings()(hidden[list(rows)]).float()
-    return logits[:, no] - logits[:, yes]
+    return decision_margins(model, hidden[list(rows)], answers)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mosaic_gym.agents.decision_head import DecisionHead
 from mosaic_gym.agents.transcript import TranscriptBuilder
 from mosaic_gym.train.refusal_odds import decision_tokens, harmful_auc, load_models
 from mosaic_gym.train.refusal_value import eval_records
@@ -54,8 +55,11 @@ def decision_points(tokenizer: Any, records: Iterable[dict[str, Any]]) -> list[D
     return points
 
 
-def no_probabilities(model: Any, tokenizer: Any, points: Sequence[DecisionPoint]) -> list[float]:
-    """``P(" No")`` after each point's ids: the token the demonstrations' refusal answers with."""
+def no_probabilities(
+    model: Any, tokenizer: Any, points: Sequence[DecisionPoint], head: DecisionHead | None = None
+) -> list[float]:
+    """``P(" No")`` after each point's ids: the token the demonstrations' refusal answers with,
+    with the model's decision head when it has one."""
     import torch
 
     question, refusal = decision_tokens(tokenizer)
@@ -64,7 +68,11 @@ def no_probabilities(model: Any, tokenizer: Any, points: Sequence[DecisionPoint]
     for point in points:
         ids = torch.tensor([point.ids], device=model.device)
         with torch.inference_mode():
-            logits = model(input_ids=ids, logits_to_keep=1).logits[0, -1].float()
+            out = model(input_ids=ids, logits_to_keep=1, output_hidden_states=head is not None)
+            logits = out.logits[0, -1:].float()
+            if head is not None:
+                logits = head.apply(logits, out.hidden_states[-1][0, -1:])
+            logits = logits[0]
         values.append(float(torch.softmax(logits, dim=-1)[no]))
     return values
 
@@ -114,9 +122,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"--values: the folder {args.values.parent} does not exist")
         args.values.write_text("")  # a rerun starts the file over; each model's lines are added once read
     print(f"P(' No' | the question) at each reply of the {len(records)} episodes of {args.run}")
-    for name, model, tokenizer in load_models(parser, args):
+    for name, model, tokenizer, head in load_models(parser, args):
         points = decision_points(tokenizer, records)
-        values = no_probabilities(model, tokenizer, points)
+        values = no_probabilities(model, tokenizer, points, head)
         print(format_trace(name, by_kind_and_turn(points, values)), flush=True)
         if args.values is not None:
             with args.values.open("a") as out:

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from mosaic_gym.agents.decision_head import DecisionHead
 from mosaic_gym.agents.generation import Continuation, Sampling
 from mosaic_gym.agents.hf import ForcedOpening, HFAgent
 from mosaic_gym.agents.registry import JudgeOptions, make_judge
@@ -41,12 +42,14 @@ from mosaic_gym.train.decision_points import (
     DecisionReads,
     PointWeights,
     backward_weighted,
+    decision_margins,
     decision_reads,
     hidden_margins,
     last_hidden_states,
     level_weights,
     point_weights,
     read_margins,
+    read_states,
     reset_level,
     weighted_level,
     weighted_sum,
@@ -54,7 +57,7 @@ from mosaic_gym.train.decision_points import (
 from mosaic_gym.train.decision_rank import group_verdicts
 from mosaic_gym.train.decision_replay import DecisionReplay
 from mosaic_gym.train.demos import REFUSAL
-from mosaic_gym.train.margin_step import margin_step
+from mosaic_gym.train.margin_step import head_step, margin_step
 from mosaic_gym.train.policy import frozen_copy, last_checkpoint, lora_config, quiet_progress, trainer_args
 from mosaic_gym.train.refusal_odds import answer_tokens, decision_tokens
 from mosaic_gym.train.rewards import RewardParts, group_rewards
@@ -144,6 +147,7 @@ class EpisodeRollout:
         self.judge = judge
         self.log = log  # one JSON line of step statistics per step, appended as it happens
         self._agent: HFAgent | None = None
+        self.head: DecisionHead | None = None  # rl.decision_optimizer "head": the rollouts decide with it
         self._parts: list[RewardParts] = []
         self._step = _Step(None, {}, [], [], [], [], None, [])
         self._reads: StepDecisions | None = None  # the last step's decisions, until its loss takes them
@@ -290,6 +294,7 @@ class EpisodeRollout:
             opening = ForcedOpening(render(REFUSAL), self.config.rl.explore_refusals)
             continuation = self._commitment() if self.config.rl.commit_declines else None
             self._agent = HFAgent.wrap(model, self.tokenizer, sampling, opening, continuation)
+            self._agent.generator.decision_head = self.head
         return self._agent
 
     def _commitment(self) -> Continuation:
@@ -353,6 +358,9 @@ def run_grpo(
         )
     episodes = EpisodeRollout(config, tokenizer, config_judge(config), step_log)
     answers = answer_tokens(tokenizer)
+    resumed = last_checkpoint(workdir) if resume else None
+    head = _decision_head(config, model, tokenizer, resumed)
+    episodes.head = head
     reference = frozen_copy(model) if config.rl.decision_level > 0 else None
     replay = DecisionReplay(config.rl.decision_replay) if config.rl.decision_replay else None
     rewards = [episodes.alignment_reward, episodes.format_reward, episodes.length_penalty]
@@ -393,6 +401,7 @@ def run_grpo(
 
         # The decisions the step's ranking and level read, and each one's weight in the loss.
         points: _StepPoints | None = None
+        decision_head: DecisionHead | None = None  # rl.decision_optimizer "head", saved beside the adapter
 
         def compute_loss(
             self, model: Any, inputs: Any, return_outputs: bool = False, num_items_in_batch: Any = None
@@ -415,7 +424,7 @@ def run_grpo(
             pending = episodes.take_reads()
             if pending is not None:
                 start = read_margins(reference, pending.reads, answers) if reference is not None else None
-                self.points = self._weigh(policy, pending, start)
+                self.points = self._weigh(pending, start, read_margins(policy, pending.reads, answers))
                 for key, value in self.points.weights.stats.items():
                     episodes.note(key, value)
             with last_hidden_states(policy) as hidden:
@@ -456,11 +465,19 @@ def run_grpo(
                 replay.add(step.reads, step.verdicts, step.group_size, reference, answers)
                 step, start = StepDecisions(replay.reads(), replay.verdicts, 1), replay.reference
                 stats = {"decision/replay_groups": float(len(replay)), "decision/replay_judged": float(replay.judged)}
-            points = replace(self._weigh(policy, step, start), through_trl=False)
-            if config.rl.decision_learning_rate is None:
+            # With a decision head, its margins and its step both read the decisions' final states.
+            states = read_states(policy, step.reads) if head is not None else None
+            if states is None:
+                now = read_margins(policy, step.reads, answers)
+            else:
+                now = [decision_margins(policy, s, answers, head) for s in states]
+            points = replace(self._weigh(step, start, now), through_trl=False)
+            rate = config.rl.decision_learning_rate
+            if rate is None:
                 backward_weighted(policy, points.reads, points.weights.weights, answers)
+            elif head is not None and states is not None:
+                stats |= head_step(head, states, points.weights.weights, rate)
             elif config.rl.decision_optimizer == "margins":
-                rate = config.rl.decision_learning_rate
                 stats |= margin_step(policy, points.reads, points.weights.weights, answers, rate)
             else:
                 # Called before the step's first backward: TRL's gradients are still zero here.
@@ -474,13 +491,13 @@ def run_grpo(
                 episodes.note(key, value)
             return points
 
-        def _weigh(self, policy: Any, step: StepDecisions, start: list[Any] | None) -> _StepPoints:
-            """The step's decisions read by the policy, each one's weight in the decision loss,
-            and with rl.decision_level_reset the level's weights and the level to hold: the frozen
-            copy's, plus rl.decision_level_offset from step rl.decision_level_offset_from on
-            (``start`` holds the copy's margins at the same decisions, None without a level)."""
+        def _weigh(self, step: StepDecisions, start: list[Any] | None, now: list[Any]) -> _StepPoints:
+            """The step's decisions, each one's weight in the decision loss given the policy's
+            margins ``now``, and with rl.decision_level_reset the level's weights and the level to
+            hold: the frozen copy's, plus rl.decision_level_offset from step
+            rl.decision_level_offset_from on (``start`` holds the copy's margins at the same
+            decisions, None without a level)."""
             rl = config.rl
-            now = read_margins(policy, step.reads, answers)
             offset_on = self.state.global_step + 1 >= rl.decision_level_offset_from  # during step global_step + 1
             if start is not None and rl.decision_level_offset and offset_on:
                 start = [margins + rl.decision_level_offset for margins in start]
@@ -527,8 +544,13 @@ def run_grpo(
             reads, (weights, target) = self.points.reads, self.points.level
             self.points = replace(self.points, level=None)  # once per step
             policy = self.accelerator.unwrap_model(self.model)
-            before = reset_level(policy, reads, weights, target, answers)
-            after = weighted_level(policy, reads, weights, answers)
+            if head is None:
+                before = reset_level(policy, reads, weights, target, answers)
+            else:  # the bias shifts every margin alike: the level lands on the target exactly
+                before = weighted_level(policy, reads, weights, answers, head)
+                total = sum(float(w.sum()) for w in weights)
+                head.bias += (target - before) / total if total else 0.0
+            after = weighted_level(policy, reads, weights, answers, head)
             episodes.note("decision/level_reset_before", before - target)
             episodes.note("decision/level_reset_after", after - target)
 
@@ -552,9 +574,9 @@ def run_grpo(
     )
     if config.rl.decision_level_reset:
         trainer.add_callback(_level_reset_callback(trainer))
-    resumed = last_checkpoint(workdir) if resume else None
+    trainer.decision_head = head
     if replay is not None or config.rl.decision_learning_rate is not None:
-        trainer.add_callback(_decision_saver(trainer, replay))
+        trainer.add_callback(_decision_saver(trainer, replay, head))
     if resumed is not None and replay is not None and (Path(resumed) / REPLAY_FILE).exists():
         replay.load(Path(resumed) / REPLAY_FILE)
     if resumed is not None and (Path(resumed) / DECISION_OPTIMIZER_FILE).exists():
@@ -600,10 +622,10 @@ def _level_reset_callback(trainer: Any) -> Any:
     return LevelReset()
 
 
-def _decision_saver(trainer: Any, replay: DecisionReplay | None) -> Any:
-    """A callback that keeps, beside each checkpoint, the replay's groups (``REPLAY_FILE``) and
-    the decision optimizer's state (``DECISION_OPTIMIZER_FILE``), so a resumed run goes on with
-    both."""
+def _decision_saver(trainer: Any, replay: DecisionReplay | None, head: DecisionHead | None) -> Any:
+    """A callback that keeps, beside each checkpoint, the replay's groups (``REPLAY_FILE``), the
+    decision optimizer's state (``DECISION_OPTIMIZER_FILE``) and the decision head, so a resumed
+    run goes on with them (and the checkpoint decides as the policy did)."""
     import torch
     from transformers import TrainerCallback
     from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
@@ -617,8 +639,19 @@ def _decision_saver(trainer: Any, replay: DecisionReplay | None) -> Any:
                 replay.save(folder / REPLAY_FILE)
             if trainer.decision_optimizer is not None:
                 torch.save(trainer.decision_optimizer.state_dict(), folder / DECISION_OPTIMIZER_FILE)
+            if head is not None:
+                head.save(folder)
 
     return DecisionSaver()
+
+
+def _decision_head(config: TrainConfig, model: Any, tokenizer: Any, resumed: str | None) -> DecisionHead | None:
+    """rl.decision_optimizer "head": the head a resumed run saved, or one that changes nothing yet."""
+    if config.rl.decision_optimizer != "head":
+        return None
+    saved = DecisionHead.load(Path(resumed)) if resumed is not None else None
+    question, _ = decision_tokens(tokenizer)
+    return saved or DecisionHead.zeros(question, answer_tokens(tokenizer), int(model.config.hidden_size))
 
 
 def _world_size() -> int:

@@ -18,9 +18,12 @@ scaled to ``rms`` logits: decisions the loss gives no weight are asked to stay w
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mosaic_gym.train.decision_points import DecisionReads, dropout_off, margins_at
+
+if TYPE_CHECKING:
+    from mosaic_gym.agents.decision_head import DecisionHead
 
 DAMPING = 1e-4  # times the Gram matrix's mean diagonal: keeps near-duplicate decisions solvable
 
@@ -52,35 +55,65 @@ def decision_jacobian(model: Any, reads: DecisionReads, answers: tuple[int, int]
     return jacobian
 
 
-def margin_step(
-    model: Any, reads: DecisionReads, weights: list[Any], answers: tuple[int, int], rms: float
-) -> dict[str, float]:
-    """Move ``model``'s trainable weights by the least-norm change that moves the margins at
-    ``reads`` by ``-weights`` (per play, the decision loss's gradient at each margin), scaled to
-    ``rms`` logits. Returns the step's statistics for the logs: its length in weight space and the
-    margins' predicted RMS change (0 when the loss asks for nothing)."""
+def least_norm_change(jacobian: Any, weights: list[Any], rms: float) -> tuple[Any | None, dict[str, float]]:
+    """The least-norm parameter change ``J^T (J J^T + damping I)^{-1} t`` that moves the margins
+    whose Jacobian is ``jacobian`` (one row per decision) by ``t = -weights`` (per play, the
+    decision loss's gradient at each margin) scaled to ``rms`` logits, and the step's statistics:
+    its length and the margins' predicted RMS change. None when the loss asks for nothing."""
     import torch
 
     asked = torch.cat([-w.float() for w in weights]) if weights else torch.zeros(0)
     size = float(asked.square().mean().sqrt()) if asked.numel() else 0.0
     if size == 0:
-        return {"decision/step_norm": 0.0, "decision/step_margin_rms": 0.0}
-    jacobian = decision_jacobian(model, reads, answers)
+        return None, _no_step()
     if jacobian.size(0) != asked.numel():
         raise ValueError(f"{asked.numel()} weights for {jacobian.size(0)} decisions")
     target = (asked * (rms / size)).double()
     gram = (jacobian @ jacobian.T).double()
     damped = gram + DAMPING * float(gram.diagonal().mean()) * torch.eye(len(gram), dtype=torch.double)
     solution = torch.linalg.solve(damped, target)
-    step = jacobian.T @ solution.float()
+    step = jacobian.T @ solution.to(jacobian.dtype)
+    predicted = gram @ solution
+    stats = {
+        "decision/step_norm": float(step.norm()),
+        "decision/step_margin_rms": float(predicted.square().mean().sqrt()),
+    }
+    return step, stats
+
+
+def _no_step() -> dict[str, float]:
+    return {"decision/step_norm": 0.0, "decision/step_margin_rms": 0.0}
+
+
+def margin_step(
+    model: Any, reads: DecisionReads, weights: list[Any], answers: tuple[int, int], rms: float
+) -> dict[str, float]:
+    """Move ``model``'s trainable weights by the least-norm change that moves the margins at
+    ``reads`` as :func:`least_norm_change` asks. Returns the step's statistics for the logs."""
+    import torch
+
+    if not any(bool(w.any()) for w in weights):  # nothing asked: no Jacobian to build
+        return _no_step()
+    step, stats = least_norm_change(decision_jacobian(model, reads, answers), weights, rms)
+    if step is None:
+        return stats
     params = [p for p in model.parameters() if p.requires_grad]
     with torch.no_grad():
         offset = 0
         for p in params:
             p.add_(step[offset : offset + p.numel()].view_as(p).to(p.dtype))
             offset += p.numel()
-    predicted = gram @ solution
-    return {
-        "decision/step_norm": float(step.norm()),
-        "decision/step_margin_rms": float(predicted.square().mean().sqrt()),
-    }
+    return stats
+
+
+def head_step(head: DecisionHead, states: list[Any], weights: list[Any], rms: float) -> dict[str, float]:
+    """The same step for a decision head (``rl.decision_optimizer: head``): its margin is linear in
+    its weight, with the decisions' final hidden states ``states`` (per play, ``[n, hidden]``) as
+    the Jacobian, so the margins move exactly as asked. The bias is left to the level's reset."""
+    import torch
+
+    jacobian = torch.cat([s.float().cpu() for s in states]) if states else torch.zeros(0, len(head.weight))
+    step, stats = least_norm_change(jacobian, weights, rms)
+    if step is not None:
+        head.weight += step
+    return stats

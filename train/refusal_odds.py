@@ -30,7 +30,8 @@ import numpy as np
 
 from mosaic_gym import ENV_IDS, ToolEnv
 from mosaic_gym.agent import AgentConfigError
-from mosaic_gym.agents.hf import load_model
+from mosaic_gym.agents.decision_head import DecisionHead
+from mosaic_gym.agents.hf import load_decision_head, load_model
 from mosaic_gym.agents.transcript import TranscriptBuilder
 from mosaic_gym.protocol import render
 from mosaic_gym.splits import SPLIT_CHOICES, TIER_CHOICES, SplitChoice, TierChoice
@@ -92,9 +93,16 @@ def answer_tokens(tokenizer: Any) -> tuple[int, int]:
 
 
 def refusal_logprobs(
-    model: Any, tokenizer: Any, envs: Sequence[str], split: SplitChoice, tier: TierChoice, seeds: int
+    model: Any,
+    tokenizer: Any,
+    envs: Sequence[str],
+    split: SplitChoice,
+    tier: TierChoice,
+    seeds: int,
+    head: DecisionHead | None = None,
 ) -> dict[str, list[FirstReplyOdds]]:
-    """Per kind, the odds of the decision and of the whole refusal at the first reply of each instance."""
+    """Per kind, the odds of the decision and of the whole refusal at the first reply of each
+    instance, the decision read with the model's decision head when it has one."""
     import torch
 
     question, refusal = decision_tokens(tokenizer)
@@ -103,7 +111,11 @@ def refusal_logprobs(
         prompt = instance.prompt
         ids = torch.tensor([prompt + refusal])
         with torch.inference_mode():
-            logits = model(input_ids=ids.to(model.device)).logits[0, len(prompt) - 1 : -1].float()
+            out = model(input_ids=ids.to(model.device), output_hidden_states=head is not None)
+            logits = out.logits[0, len(prompt) - 1 : -1].float()
+            if head is not None:  # the row whose next token is the decision
+                at = slice(len(question), len(question) + 1)
+                logits[at] = head.apply(logits[at], out.hidden_states[-1][0, len(prompt) - 1 :][at])
         targets = torch.tensor(refusal, device=logits.device).unsqueeze(1)
         per_token = torch.log_softmax(logits, dim=-1).gather(1, targets).squeeze(1)
         odds[instance.kind].append(FirstReplyOdds(float(per_token[len(question)]), float(per_token.sum())))
@@ -159,18 +171,22 @@ def at_least_one(text: str) -> int:
     return value
 
 
-def load_models(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Iterator[tuple[str, Any, Any]]:
-    """(name, model, tokenizer) per ``args.adapters``, in order, on ``args.model``; a bad folder or
-    model exits with one line."""
+def load_models(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> Iterator[tuple[str, Any, Any, DecisionHead | None]]:
+    """(name, model, tokenizer, decision head) per ``args.adapters``, in order, on ``args.model``;
+    a bad folder or model exits with one line."""
     for adapter in args.adapters:
         if str(adapter) != "base" and not (adapter / "adapter_config.json").exists():
             parser.error(f"{adapter} is not an adapter folder (no adapter_config.json)")
     for adapter in args.adapters:
         try:
-            model, tokenizer = load_model(args.model, None if str(adapter) == "base" else adapter, None, None)
+            folder = None if str(adapter) == "base" else adapter
+            model, tokenizer = load_model(args.model, folder, None, None)
+            head = load_decision_head(folder)
         except AgentConfigError as error:
             parser.exit(2, f"error: {error}\n")
-        yield str(adapter), model, tokenizer
+        yield str(adapter), model, tokenizer, head
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -180,8 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tier", default="starter", choices=TIER_CHOICES)
     args = parser.parse_args(argv)
     rows = {
-        name: refusal_logprobs(model, tokenizer, args.envs, args.split, args.tier, args.seeds)
-        for name, model, tokenizer in load_models(parser, args)
+        name: refusal_logprobs(model, tokenizer, args.envs, args.split, args.tier, args.seeds, head)
+        for name, model, tokenizer, head in load_models(parser, args)
     }
     print(f"Mean per kind; {args.split} split, {args.tier} tier, {args.seeds} seeds")
     for title, field in (("P(' No' | the question)", "decision"), ("P(first reply is exactly the refusal)", "refusal")):

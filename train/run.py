@@ -8,6 +8,8 @@
     OUT/sft/, OUT/rl/         each stage's checkpoints, to resume from
     OUT/tensorboard/          logs of both stages
     OUT/adapter_model.*       the final adapter: ``mosaic-gym eval --agent hf --adapter OUT``
+    OUT/decision_head.pt      with rl.decision_optimizer "head", the decision's read-out, which
+                              an agent loaded from OUT decides with
     OUT/summary.json          timings, seconds per step, peak memory, the warm-start probe and the
                               RL stage's per-step statistics (also in OUT/rl/steps.jsonl)
 
@@ -124,6 +126,8 @@ def _rl_stage(config: TrainConfig, out: Path, warm_start: Path | None, resume: b
     if trainer.accelerator.is_main_process:
         trainer.model.save_pretrained(str(out), selected_adapters=["default"])
         tokenizer.save_pretrained(str(out))
+        if trainer.decision_head is not None:  # the decision's own read-out decides with the adapter
+            trainer.decision_head.save(out)
     return {**timer.report(), "steps": read_step_log(out / "rl" / STEP_LOG)}
 
 

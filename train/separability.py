@@ -163,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--train-seeds must be at least 1, got {args.train_seeds}")
     print(f"Harmful or not, read where the model answers {DECISION!r}. AUC 0.5 is chance.")
     print(f"{'model':<32} {'read-out':<18} {'train AUC':>9} {'held-out AUC':>12}  95% interval (templates)")
-    for name, model, tokenizer in load_models(parser, args):
+    for name, model, tokenizer, _ in load_models(parser, args):  # the probe reads the states, not the head
         fitted = decision_states(model, tokenizer, args.envs, "train", ("starter", "standard"), args.train_seeds)
         heldout = decision_states(model, tokenizer, args.envs, "heldout", (args.tier,), args.seeds)
         depth = fitted.states.shape[1] - 1
