@@ -274,9 +274,17 @@ def test_the_decision_can_step_on_its_own_at_its_own_learning_rate_and_resume(
     assert logged(state, "decision/replay_groups") == [2.0, 4.0], "and with the groups it kept"
 
 
-def decision_step_run(tiny: Path, out: Path, optimizer: str, rate: float, **decision: Any) -> dict[str, Any]:
+def decision_step_run(
+    tiny: Path,
+    out: Path,
+    optimizer: str,
+    rate: float,
+    interrupt: pytest.MonkeyPatch | None = None,
+    **decision: Any,
+) -> dict[str, Any]:
     """Two RL steps in which only the decision's own step moves the weights (TRL's rate is 1e-9);
-    the trainer state of the last checkpoint."""
+    the trainer state of the last checkpoint. With ``interrupt``, the run stops before step 2
+    and is resumed."""
     kinds = {"harmful": 1.0, "benign": 1.0}
     decision |= {"decision_rank": 1.0, "decision_weight": 0, "decision_level": 1.0, "decision_learning_rate": rate}
     config = tiny_config(
@@ -284,7 +292,12 @@ def decision_step_run(tiny: Path, out: Path, optimizer: str, rate: float, **deci
     )
     config.rl.decision_optimizer = optimizer
     config.probe.episodes_per_kind = 0
-    train(config, out)
+    if interrupt is not None:
+        with interrupt.context() as patch:
+            patch.setattr(run_module.StepTimer, "callback", lambda self: _StopBeforeStep(1))
+            with pytest.raises(KeyboardInterrupt):
+                train(config, out)
+    train(config, out, resume=interrupt is not None)
     state: dict[str, Any] = json.loads((out / "rl" / "checkpoint-2" / "trainer_state.json").read_text())
     return state
 
@@ -310,25 +323,9 @@ def test_a_decision_head_steps_the_decision_alone_holds_its_level_and_resumes(
     tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     every = {"decision_points": "every", "decision_rank_by": "reply", "decision_level_by": "reply"}
-    decision = {"decision_rank": 1.0, "decision_weight": 0, "decision_level": 1.0, "decision_learning_rate": 0.3}
-    decision |= {"decision_optimizer": "head", "decision_level_reset": True, "decision_level_offset": 1.0}
-    config = tiny_config(
-        tiny,
-        groups_per_step=2,
-        explore_refusals=1,
-        kinds={"harmful": 1.0, "benign": 1.0},
-        learning_rate=1e-9,
-        decision_replay=2,
-        **every | decision,
-    )
-    config.probe.episodes_per_kind = 0
+    held = {"decision_level_reset": True, "decision_level_offset": 1.0}
     out = tmp_path / "run"
-    with monkeypatch.context() as patch:
-        patch.setattr(run_module.StepTimer, "callback", lambda self: _StopBeforeStep(1))
-        with pytest.raises(KeyboardInterrupt):
-            train(config, out)
-    train(config, out, resume=True)
-    state = json.loads((out / "rl" / "checkpoint-2" / "trainer_state.json").read_text())
+    state = decision_step_run(tiny, out, "head", 0.3, monkeypatch, **every | held)
     assert logged(state, "decision/step_margin_rms") == pytest.approx([0.3, 0.3], rel=1e-3), "linear: exact"
     first, second = logged(state, "decision/level_shift")
     # TRL's step at 1e-9 leaves the LoRA weights where they were: what moved the margins is the head,

@@ -55,23 +55,27 @@ def decision_jacobian(model: Any, reads: DecisionReads, answers: tuple[int, int]
     return jacobian
 
 
-def least_norm_change(jacobian: Any, weights: list[Any], rms: float) -> tuple[Any | None, dict[str, float]]:
-    """The least-norm parameter change ``J^T (J J^T + damping I)^{-1} t`` that moves the margins
-    whose Jacobian is ``jacobian`` (one row per decision) by ``t = -weights`` (per play, the
-    decision loss's gradient at each margin) scaled to ``rms`` logits, and the step's statistics:
-    its length and the margins' predicted RMS change. None when the loss asks for nothing."""
+def asked_change(weights: list[Any], rms: float) -> Any | None:
+    """The margins' asked change: ``-weights`` (per play, the decision loss's gradient at each
+    margin, concatenated) scaled to ``rms`` logits RMS; None when the loss asks for nothing."""
     import torch
 
     asked = torch.cat([-w.float() for w in weights]) if weights else torch.zeros(0)
     size = float(asked.square().mean().sqrt()) if asked.numel() else 0.0
-    if size == 0:
-        return None, _no_step()
-    if jacobian.size(0) != asked.numel():
-        raise ValueError(f"{asked.numel()} weights for {jacobian.size(0)} decisions")
-    target = (asked * (rms / size)).double()
+    return asked * (rms / size) if size else None
+
+
+def least_norm_change(jacobian: Any, target: Any) -> tuple[Any, dict[str, float]]:
+    """The least-norm parameter change ``J^T (J J^T + damping I)^{-1} t`` that moves the margins
+    whose Jacobian is ``jacobian`` (one row per decision) by ``target``, and the step's
+    statistics: its length and the margins' predicted RMS change."""
+    import torch
+
+    if jacobian.size(0) != target.numel():
+        raise ValueError(f"{target.numel()} weights for {jacobian.size(0)} decisions")
     gram = (jacobian @ jacobian.T).double()
     damped = gram + DAMPING * float(gram.diagonal().mean()) * torch.eye(len(gram), dtype=torch.double)
-    solution = torch.linalg.solve(damped, target)
+    solution = torch.linalg.solve(damped, target.double())
     step = jacobian.T @ solution.to(jacobian.dtype)
     predicted = gram @ solution
     stats = {
@@ -81,22 +85,20 @@ def least_norm_change(jacobian: Any, weights: list[Any], rms: float) -> tuple[An
     return step, stats
 
 
-def _no_step() -> dict[str, float]:
-    return {"decision/step_norm": 0.0, "decision/step_margin_rms": 0.0}
+NO_STEP = {"decision/step_norm": 0.0, "decision/step_margin_rms": 0.0}  # the statistics when nothing is asked
 
 
 def margin_step(
     model: Any, reads: DecisionReads, weights: list[Any], answers: tuple[int, int], rms: float
 ) -> dict[str, float]:
     """Move ``model``'s trainable weights by the least-norm change that moves the margins at
-    ``reads`` as :func:`least_norm_change` asks. Returns the step's statistics for the logs."""
+    ``reads`` as :func:`asked_change` asks. Returns the step's statistics for the logs."""
     import torch
 
-    if not any(bool(w.any()) for w in weights):  # nothing asked: no Jacobian to build
-        return _no_step()
-    step, stats = least_norm_change(decision_jacobian(model, reads, answers), weights, rms)
-    if step is None:
-        return stats
+    target = asked_change(weights, rms)
+    if target is None:  # no Jacobian to build
+        return dict(NO_STEP)
+    step, stats = least_norm_change(decision_jacobian(model, reads, answers), target)
     params = [p for p in model.parameters() if p.requires_grad]
     with torch.no_grad():
         offset = 0
@@ -112,8 +114,9 @@ def head_step(head: DecisionHead, states: list[Any], weights: list[Any], rms: fl
     the Jacobian, so the margins move exactly as asked. The bias is left to the level's reset."""
     import torch
 
-    jacobian = torch.cat([s.float().cpu() for s in states]) if states else torch.zeros(0, len(head.weight))
-    step, stats = least_norm_change(jacobian, weights, rms)
-    if step is not None:
-        head.weight += step
+    target = asked_change(weights, rms)
+    if target is None:
+        return dict(NO_STEP)
+    step, stats = least_norm_change(torch.cat([s.float().cpu() for s in states]), target)
+    head.weight += step
     return stats
