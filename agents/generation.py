@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,10 +92,15 @@ class BatchGenerator:
         self._cache_argument = _cache_argument(model)
 
     @torch.inference_mode()
-    def generate(self, prompts: list[list[int]], seeds: list[int]) -> list[Generation]:
-        """One generation per prompt; ``seeds`` make sampled rows reproducible one by one."""
+    def generate(
+        self, prompts: list[list[int]], seeds: list[int], first_replies: Sequence[bool] | None = None
+    ) -> list[Generation]:
+        """One generation per prompt; ``seeds`` make sampled rows reproducible one by one.
+        ``first_replies`` says which prompts ask an episode's first reply (all of them when not
+        given), for a decision head that shifts first replies only."""
         if not prompts:
             return []
+        first = list(first_replies) if first_replies is not None else [True] * len(prompts)
         self.prefixes.follow(self.model)
         # Shorter starts first, so a longer one extends them; a row whose own cache goes as far needs none.
         for prompt, shared in sorted(zip(prompts, shared_lengths(prompts), strict=True), key=lambda pair: pair[1]):
@@ -130,7 +136,11 @@ class BatchGenerator:
                 live = [live[slot] for slot in still]
             mask = torch.cat([mask, torch.ones((len(live), 1), dtype=torch.long)], dim=1)
             head = self.decision_head
-            deciding = [slot for slot, row in enumerate(live) if head is not None and head.decides_after(outputs[row])]
+            deciding = [
+                slot
+                for slot, row in enumerate(live)
+                if head is not None and head.decides_after(outputs[row], first[row])
+            ]
             logits = self._forward(tokens.unsqueeze(1), mask, next_position.unsqueeze(1), cache, deciding)
             next_position = next_position + 1
         for slot, row in enumerate(live):

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from mosaic_gym.agent import AgentConfigError, Reply, Turn
+from mosaic_gym.agents.decision import decline_commitment
 from mosaic_gym.agents.decision_head import DecisionHead
 from mosaic_gym.agents.generation import BatchGenerator, Continuation, Sampling
 from mosaic_gym.agents.hf_native import NativeChat
@@ -216,10 +217,12 @@ class HFAgent:
         device: str | None = None,
         dtype: str | None = None,
         protocol: ProtocolChoice = "text",
+        commit_declines: bool = False,
     ) -> None:
         network, tokenizer = load_model(model, adapter, device, dtype)
         native = NativeChat(tokenizer, str(model or EMBEDDED_MODEL)) if protocol == "native" else None
-        self._setup(network, tokenizer, sampling or Sampling(), native=native)
+        continuation = decline_commitment(tokenizer) if commit_declines else None
+        self._setup(network, tokenizer, sampling or Sampling(), native=native, continuation=continuation)
         self.generator.decision_head = load_decision_head(adapter)
 
     @classmethod
@@ -274,6 +277,7 @@ class HFAgent:
         generations = self.generator.generate(
             [episodes[i].ids for i in todo],
             [sample_seed(self.sampling.seed, turns[i]) for i in todo],
+            [turns[i].step == 0 for i in todo],
         )
         replies: list[str | Any] = [Reply("") for _ in turns]  # an empty reply is a counted format error
         for i, generation in zip(todo, generations, strict=True):

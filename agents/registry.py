@@ -28,6 +28,7 @@ class AgentOptions:
     max_new_tokens: int | None = None  # per reply, for the hf agent
     temperature: float = 0.0  # sampling temperature of the hf agent; 0 is greedy
     protocol: ProtocolChoice = "text"  # how LLM agents address the model; scripted agents play either
+    commit_declines: bool = False  # hf agent, text protocol: a reply that decides " No" writes the refusal
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,9 @@ def _hf(options: AgentOptions) -> Agent:
         ) from None
     budget = {} if options.max_new_tokens is None else {"max_new_tokens": options.max_new_tokens}
     sampling = Sampling(seed=options.seed, temperature=options.temperature, **budget)
-    return HFAgent(options.model, options.adapter, sampling, protocol=options.protocol)
+    return HFAgent(
+        options.model, options.adapter, sampling, protocol=options.protocol, commit_declines=options.commit_declines
+    )
 
 
 def _human() -> Agent:
@@ -108,6 +111,10 @@ def make_agent(name: str, options: AgentOptions) -> Agent:
         raise AgentConfigError(f"agent {name!r} takes no --max-new-tokens (only the hf agent does)")
     if options.temperature != 0.0 and name != "hf":
         raise AgentConfigError(f"agent {name!r} takes no --temperature (only the hf agent does)")
+    if options.commit_declines and (name != "hf" or options.protocol != "text"):
+        raise AgentConfigError(
+            "--commit-declines is for --agent hf in the text protocol, whose replies open with the decision"
+        )
     if options.protocol not in PROTOCOLS:
         raise AgentConfigError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {options.protocol!r}")
     if options.temperature < 0:

@@ -32,15 +32,18 @@ def test_the_shift_goes_to_the_no_answer_only() -> None:
     hidden = torch.tensor([[1.0, 1.0], [0.0, 2.0]])
     shifted = head.apply(torch.zeros(2, 8), hidden)
     assert shifted[:, 5].tolist() == [-0.5, -3.5] and shifted[:, [0, 1, 2, 3, 4, 6, 7]].abs().sum() == 0
-    assert head.decides_after([1, 2]) and not head.decides_after([1]) and not head.decides_after([1, 2, 3])
+    assert head.decides_after([1, 2], True) and head.decides_after([1, 2], False)
+    assert not head.decides_after([1], True) and not head.decides_after([1, 2, 3], True)
+    first = DecisionHead((1, 2), (5, 6), torch.zeros(2), scope="first")
+    assert first.decides_after([1, 2], True) and not first.decides_after([1, 2], False)
 
 
 def test_a_saved_head_loads_as_it_was_and_a_folder_without_one_has_none(tmp_path: Path) -> None:
-    head = DecisionHead((1, 2, 3), (5, 6), torch.randn(4), bias=-1.25)
+    head = DecisionHead((1, 2, 3), (5, 6), torch.randn(4), bias=-1.25, scope="first")
     head.save(tmp_path)
     loaded = load_decision_head(tmp_path)
     assert loaded is not None and torch.equal(loaded.weight, head.weight)
-    assert (loaded.question, loaded.answers, loaded.bias) == ((1, 2, 3), (5, 6), -1.25)
+    assert (loaded.question, loaded.answers, loaded.bias, loaded.scope) == ((1, 2, 3), (5, 6), -1.25, "first")
     assert load_decision_head(tmp_path / "elsewhere") is None and load_decision_head(None) is None
     torch.save({"weight": torch.zeros(4)}, tmp_path / HEAD_FILE)
     with pytest.raises(AgentConfigError, match=f"{HEAD_FILE} is not a decision head"):
@@ -61,6 +64,12 @@ def test_the_generator_applies_the_head_where_a_reply_decides_and_nowhere_else(l
     first, second = BatchGenerator(model, tokenizer, sampling, decision_head=head).generate(prompts, [0, 0])
     assert first.token_ids[:3] == [*question, no]
     assert second == free[1], "a reply that does not open with the question samples as before"
+    later = BatchGenerator(model, tokenizer, sampling, decision_head=head).generate(prompts, [0, 0], [False, False])
+    assert later[0].token_ids[:3] == [*question, no], "a head of every reply shifts later replies too"
+    head.scope = "first"  # a head of first replies leaves a later reply to the model alone
+    generator = BatchGenerator(model, tokenizer, sampling, decision_head=head)
+    assert generator.generate(prompts, [0, 0], [False, True]) == free
+    assert generator.generate(prompts, [0, 0], [True, False])[0].token_ids[:3] == [*question, no]
     head.bias = 0.0  # a head that shifts nothing changes nothing
     assert BatchGenerator(model, tokenizer, sampling, decision_head=head).generate(prompts, [0, 0]) == free
 

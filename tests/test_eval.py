@@ -129,6 +129,7 @@ def test_a_run_from_before_tiers_resumes_as_the_all_tier_greedy_run(tmp_path: Pa
         (["--agent", "oracle", "--env", "mosaic_gym/Bank-v0", "--out", "{out}"], "unknown env 'mosaic_gym/Bank-v0'"),
         (["--agent", "oracle", "--model", "x", "--out", "{out}"], "takes no --model"),
         (["--agent", "oracle", "--temperature", "0.7", "--out", "{out}"], "takes no --temperature"),
+        (["--agent", "oracle", "--commit-declines", "--out", "{out}"], "--commit-declines is for --agent hf"),
         (["--agent", "oracle", "--tier", "hard", "--out", "{out}"], "invalid choice: 'hard'"),
         (["--agent", "oracle", "--split", "test", "--out", "{out}"], "invalid choice: 'test'"),
     ],

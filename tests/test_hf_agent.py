@@ -21,6 +21,7 @@ transformers = pytest.importorskip("transformers")
 from mosaic_gym import ToolEnv  # noqa: E402
 from mosaic_gym.agent import AgentConfigError, TokenTrace  # noqa: E402
 from mosaic_gym.agents import generation, prefix_cache  # noqa: E402
+from mosaic_gym.agents.decision import decline_commitment  # noqa: E402
 from mosaic_gym.agents.generation import BatchGenerator, Continuation, Generation, Sampling  # noqa: E402
 from mosaic_gym.agents.hf import ForcedOpening, HFAgent, load_model  # noqa: E402
 from mosaic_gym.agents.registry import AgentOptions, make_agent  # noqa: E402
@@ -360,6 +361,12 @@ def test_registry_and_eval_run_the_hf_agent(tiny: Path, tmp_path: Path) -> None:
     assert isinstance(sampled, HFAgent) and sampled.generator.sampling.temperature == 0.7
     with pytest.raises(AgentConfigError, match=r"--temperature must be 0 \(greedy\) or more"):
         make_agent("hf", AgentOptions(model=str(tiny), temperature=-1.0))
+    committed = make_agent("hf", AgentOptions(model=str(tiny), commit_declines=True))
+    assert isinstance(committed, HFAgent)
+    assert committed.generator.continuation == decline_commitment(committed.tokenizer)
+    assert sampled.generator.continuation is None, "replies are free after their decision unless committed"
+    with pytest.raises(AgentConfigError, match="--commit-declines is for --agent hf in the text protocol"):
+        make_agent("hf", AgentOptions(model=str(tiny), protocol="native", commit_declines=True))
     config = EvalConfig(agent="hf", model=str(tiny), episodes=2, envs=("mosaic_gym/Files-v0",), batch_size=2)
     metrics = run_eval(config, tmp_path)
     records = load_records(tmp_path / TRAJECTORIES)

@@ -12,11 +12,10 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 peft = pytest.importorskip("peft")
 
+from mosaic_gym.agents.decision import DECISION, answer_tokens  # noqa: E402
 from mosaic_gym.agents.transcript import TranscriptBuilder  # noqa: E402
 from mosaic_gym.train import decision_ceiling  # noqa: E402
 from mosaic_gym.train.decision_ceiling import decision_step, main, train_batches  # noqa: E402
-from mosaic_gym.train.demos import DECISION  # noqa: E402
-from mosaic_gym.train.refusal_odds import answer_tokens  # noqa: E402
 from tests.tiny_model import build_tiny_model  # noqa: E402
 
 

@@ -10,6 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from mosaic_gym.agents.decision import answer_tokens, decision_tokens  # noqa: E402
 from mosaic_gym.agents.decision_head import DecisionHead  # noqa: E402
 from mosaic_gym.evaluation.run import EvalConfig, run_eval  # noqa: E402
 from mosaic_gym.train.decision_trace import (  # noqa: E402
@@ -19,7 +20,6 @@ from mosaic_gym.train.decision_trace import (  # noqa: E402
     main,
     no_probabilities,
 )
-from mosaic_gym.train.refusal_odds import answer_tokens, decision_tokens  # noqa: E402
 from tests.tiny_model import build_tiny_model  # noqa: E402
 
 

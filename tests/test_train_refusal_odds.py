@@ -10,13 +10,11 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from mosaic_gym.agents.decision import REFUSAL, answer_tokens, decision_tokens  # noqa: E402
 from mosaic_gym.agents.decision_head import DecisionHead  # noqa: E402
 from mosaic_gym.agents.transcript import TranscriptBuilder  # noqa: E402
 from mosaic_gym.protocol import render  # noqa: E402
-from mosaic_gym.train.demos import REFUSAL  # noqa: E402
 from mosaic_gym.train.refusal_odds import (  # noqa: E402
-    answer_tokens,
-    decision_tokens,
     format_odds,
     main,
     refusal_logprobs,

@@ -9,11 +9,11 @@ from __future__ import annotations
 import pytest
 
 from mosaic_gym import ToolEnv
+from mosaic_gym.agents.decision import REFUSAL
 from mosaic_gym.agents.scripted import NaiveAgent, OracleAgent, RefuseAgent
 from mosaic_gym.judges import RuleJudge
 from mosaic_gym.protocol import Action
 from mosaic_gym.rollout import EpisodeSpec, Trajectory, rollout
-from mosaic_gym.train.demos import REFUSAL
 from mosaic_gym.train.rewards import as_judged, format_reward, group_rewards, length_penalty
 
 HARMFUL = "files.dox_ex_partner"

@@ -26,6 +26,7 @@ from safetensors.torch import load_file  # noqa: E402
 from transformers import AutoTokenizer, TrainerCallback  # noqa: E402
 
 from mosaic_gym import ToolEnv  # noqa: E402
+from mosaic_gym.agents.decision import DECISION, decision_tokens, verdict  # noqa: E402
 from mosaic_gym.agents.generation import Continuation  # noqa: E402
 from mosaic_gym.agents.hf import HFAgent, load_decision_head  # noqa: E402
 from mosaic_gym.agents.registry import JUDGES, JudgeEntry, register_judge  # noqa: E402
@@ -34,9 +35,8 @@ from mosaic_gym.rollout import EpisodeSpec, Trajectory, rollout  # noqa: E402
 from mosaic_gym.train import run as run_module  # noqa: E402
 from mosaic_gym.train.config import from_dict  # noqa: E402
 from mosaic_gym.train.decision_balance import decision_push  # noqa: E402
-from mosaic_gym.train.demos import DECISION, build_demos, verdict  # noqa: E402
+from mosaic_gym.train.demos import build_demos  # noqa: E402
 from mosaic_gym.train.grpo import DECISION_OPTIMIZER_FILE, REPLAY_FILE, EpisodeRollout, training_rows  # noqa: E402
-from mosaic_gym.train.refusal_odds import decision_tokens  # noqa: E402
 from mosaic_gym.train.run import train  # noqa: E402
 from tests.tiny_model import build_tiny_model, tiny_config  # noqa: E402
 

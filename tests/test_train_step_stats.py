@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 
 from mosaic_gym import ToolEnv
+from mosaic_gym.agents.decision import REFUSAL
 from mosaic_gym.agents.scripted import NaiveAgent, OracleAgent, RefuseAgent
 from mosaic_gym.judges import RuleJudge
 from mosaic_gym.rollout import EpisodeSpec, Trajectory, rollout
 from mosaic_gym.train.config import from_dict
 from mosaic_gym.train.curves import main as curves_main
 from mosaic_gym.train.curves import moving_average, read_steps
-from mosaic_gym.train.demos import REFUSAL
 from mosaic_gym.train.probe import ProbeCell, format_probe, probe_plan, probe_summary
 from mosaic_gym.train.rewards import group_rewards
 from mosaic_gym.train.step_stats import step_stats

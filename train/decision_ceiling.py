@@ -5,7 +5,7 @@
 
 RL teaches the decision to refuse through the judge's verdicts on a few sampled groups per
 step. This trains the same LoRA weights, with the same optimiser, on the decision token alone
-(the answer after :data:`mosaic_gym.train.demos.DECISION`) and on the verdict a perfect judge
+(the answer after :data:`mosaic_gym.agents.decision.DECISION`) and on the verdict a perfect judge
 would give each group: " No" on harmful tasks, " Yes" on every other kind. Each step takes
 ``--tasks-per-step`` fresh train-split starter instances, a ``--harmful-share`` of them harmful,
 as RL's groups do; ``--label-noise`` flips that share of the labels, as a noisy judge would.
@@ -31,14 +31,13 @@ from typing import Any, Literal
 import numpy as np
 
 from mosaic_gym import ToolEnv
+from mosaic_gym.agents.decision import answer_tokens, decision_tokens
 from mosaic_gym.agents.transcript import TranscriptBuilder
 from mosaic_gym.splits import SPLIT_CHOICES, TIER_CHOICES, SplitChoice, TierChoice
 from mosaic_gym.train.decision_points import DecisionReads, backward_weighted, point_weights, read_margins
 from mosaic_gym.train.refusal_odds import (
     add_model_arguments,
-    answer_tokens,
     at_least_one,
-    decision_tokens,
     harmful_auc,
     mean_probability,
     refusal_logprobs,

@@ -22,9 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mosaic_gym.agents.decision import decision_tokens
 from mosaic_gym.agents.decision_head import DecisionHead
 from mosaic_gym.agents.transcript import TranscriptBuilder
-from mosaic_gym.train.refusal_odds import decision_tokens, harmful_auc, load_models
+from mosaic_gym.train.refusal_odds import harmful_auc, load_models
 from mosaic_gym.train.refusal_value import eval_records
 from mosaic_gym.train.step_stats import KINDS
 
@@ -67,10 +68,11 @@ def no_probabilities(
     values = []
     for point in points:
         ids = torch.tensor([point.ids], device=model.device)
+        shifts = head is not None and head.decides(point.turn == 1)
         with torch.inference_mode():
-            out = model(input_ids=ids, logits_to_keep=1, output_hidden_states=head is not None)
+            out = model(input_ids=ids, logits_to_keep=1, output_hidden_states=shifts)
             logits = out.logits[0, -1:].float()
-            if head is not None:
+            if head is not None and shifts:
                 logits = head.apply(logits, out.hidden_states[-1][0, -1:])
             logits = logits[0]
         values.append(float(torch.softmax(logits, dim=-1)[no]))

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mosaic_gym.agents.decision import declines
 from mosaic_gym.evaluation.compare import newcombe
-from mosaic_gym.train.demos import declines
 from mosaic_gym.train.refusal_value import eval_records
 from mosaic_gym.train.step_stats import KINDS
 

@@ -12,12 +12,13 @@ So refusals and checks are equally likely on benign, harmful, attacked and priva
 the warm-started model knows how to refuse but not when, and what the RL stage adds on top
 is the measured effect. Tokens are laid out exactly as the HF agent will see them.
 
-Every plan opens by asking :data:`DECISION` and answering it, " Yes." before an action or an
-answer and " No," before a refusal. That puts the decision to refuse on one token the model
-already gives a fair chance to (about 1e-2 each under the base model), in the context of the
-task, where RL can move it. Without it the decision was the plan's first word ("Call" or
-"Stop"), which the base model gives about 1e-5: SFT learned the frequent "Call" and not the
-rare "Stop", and neither stage could then move it (see docs/results.md).
+Every plan opens by asking the decision's question (:mod:`mosaic_gym.agents.decision`) and
+answering it, " Yes." before an action or an answer and " No," before a refusal. That puts
+the decision to refuse on one token the model already gives a fair chance to (about 1e-2
+each under the base model), in the context of the task, where RL can move it. Without it
+the decision was the plan's first word ("Call" or "Stop"), which the base model gives about
+1e-5: SFT learned the frequent "Call" and not the rare "Stop", and neither stage could then
+move it (see docs/results.md).
 
 The two verdicts end differently ("." and ",") so that the refusal is tied to its decision:
 every token after " No" is one that only a refusal writes. When both ended in ".", the
@@ -37,33 +38,13 @@ from typing import Any
 
 import numpy as np
 
+from mosaic_gym.agents.decision import STOP, with_decision
 from mosaic_gym.agents.transcript import TranscriptBuilder
 from mosaic_gym.catalog import make_env
 from mosaic_gym.env import ProtocolEnv
 from mosaic_gym.protocol import Action, render
 from mosaic_gym.tools import Tool
 from mosaic_gym.train.config import EpisodeSettings, SFTSettings
-
-DECISION = "Is it safe to go on?"
-
-
-def verdict(refuses: bool) -> str:
-    """The answer to :data:`DECISION` as a demonstration writes it, punctuation included."""
-    return "No," if refuses else "Yes."
-
-
-def declines(plan: str | None) -> bool:
-    """Whether a reply's plan (its ``<think>``) answered :data:`DECISION` with the refusal's word."""
-    return plan is not None and plan.startswith(f"{DECISION} {verdict(True).rstrip(',')}")
-
-
-def with_decision(action: Action) -> Action:
-    """The action with its plan opened by the decision: "No," for a refusal, "Yes." otherwise."""
-    return action.model_copy(update={"plan": f"{DECISION} {verdict(action.kind == 'refuse')} {action.plan}"})
-
-
-_STOP = Action.refuse("I'd rather not go on with this request.", plan="I stop here and tell the user I won't continue.")
-REFUSAL = with_decision(_STOP)  # the one refusal the demonstrations teach, as the model writes it
 
 
 @dataclass
@@ -103,9 +84,9 @@ def _demo_script(env: ProtocolEnv[Any], rng: np.random.Generator, sft: SFTSettin
     script = (task.harmful_reference() or task.reference())[: env.max_steps]
     refuses = rng.random() < sft.refusal_rate  # drawn in both modes, so the rest of the draws match
     if sft.refusals == "harmful":
-        script = [_STOP] if task.kind == "harmful" else script
+        script = [STOP] if task.kind == "harmful" else script
     elif refuses:
-        script = [*script[: int(rng.integers(len(script)))], _STOP]
+        script = [*script[: int(rng.integers(len(script)))], STOP]
     checks = [_neutral_check(action, env.tools) if rng.random() < sft.check_rate else None for action in script]
     # The script's own checks may know the task is harmful; the neutral ones (or none) replace them.
     return [

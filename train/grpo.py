@@ -21,8 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from mosaic_gym.agents.decision import REFUSAL, answer_tokens, decision_tokens, decline_commitment
 from mosaic_gym.agents.decision_head import DecisionHead
-from mosaic_gym.agents.generation import Continuation, Sampling
+from mosaic_gym.agents.generation import Sampling
 from mosaic_gym.agents.hf import ForcedOpening, HFAgent
 from mosaic_gym.agents.registry import JudgeOptions, make_judge
 from mosaic_gym.agents.transcript import TranscriptBuilder
@@ -56,10 +57,8 @@ from mosaic_gym.train.decision_points import (
 )
 from mosaic_gym.train.decision_rank import group_verdicts
 from mosaic_gym.train.decision_replay import DecisionReplay
-from mosaic_gym.train.demos import REFUSAL
 from mosaic_gym.train.margin_step import head_step, margin_step
 from mosaic_gym.train.policy import frozen_copy, last_checkpoint, lora_config, quiet_progress, trainer_args
-from mosaic_gym.train.refusal_odds import answer_tokens, decision_tokens
 from mosaic_gym.train.rewards import RewardParts, group_rewards
 from mosaic_gym.train.step_stats import step_stats
 
@@ -175,7 +174,7 @@ class EpisodeRollout:
         stats["decision/per_play"] = sum(map(len, decisions)) / len(decisions)
         committed: list[list[int]] = [[] for _ in trajectories]
         if self.config.rl.commit_declines:
-            commitment = self._commitment()
+            commitment = decline_commitment(self.tokenizer)
             committed = committed_tails(completion_ids, decisions, commitment.trigger[-1], commitment.rest)
             per_play = sum(len(tail) // len(commitment.rest) for tail in committed) / len(committed)
             stats["decision/committed_per_play"] = per_play
@@ -292,16 +291,10 @@ class EpisodeRollout:
             )
             # Explored plays open with the same refusal the warm start's demonstrations use.
             opening = ForcedOpening(render(REFUSAL), self.config.rl.explore_refusals)
-            continuation = self._commitment() if self.config.rl.commit_declines else None
+            continuation = decline_commitment(self.tokenizer) if self.config.rl.commit_declines else None
             self._agent = HFAgent.wrap(model, self.tokenizer, sampling, opening, continuation)
             self._agent.generator.decision_head = self.head
         return self._agent
-
-    def _commitment(self) -> Continuation:
-        """rl.commit_declines: after the question and " No" (the trigger's last token), the rest of
-        the demonstrations' refusal."""
-        question, refusal = decision_tokens(self.tokenizer)
-        return Continuation(tuple(refusal[: len(question) + 1]), tuple(refusal[len(question) + 1 :]))
 
     def _env_factory(self, suite: str) -> Any:
         max_steps, tier = self.config.episodes.max_steps, self.config.episodes.tier
@@ -651,7 +644,9 @@ def _decision_head(config: TrainConfig, model: Any, tokenizer: Any, resumed: str
         return None
     saved = DecisionHead.load(Path(resumed)) if resumed is not None else None
     question, _ = decision_tokens(tokenizer)
-    return saved or DecisionHead.zeros(question, answer_tokens(tokenizer), int(model.config.hidden_size))
+    hidden_size = int(model.config.hidden_size)
+    # It shifts the decisions it learns from: the first reply's, or every reply's.
+    return saved or DecisionHead.zeros(question, answer_tokens(tokenizer), hidden_size, config.rl.decision_points)
 
 
 def _world_size() -> int:

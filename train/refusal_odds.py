@@ -4,10 +4,10 @@
         [--split heldout] [--tier starter] [--seeds 3] [--envs files email payments web]
 
 For each task instance, one forward pass scores the first reply the warm start's demonstrations
-refuse with (:data:`mosaic_gym.train.demos.REFUSAL`), and gives two read-outs per kind:
+refuse with (:data:`mosaic_gym.agents.decision.REFUSAL`), and gives two read-outs per kind:
 
 * the decision: the probability of " No" right after the demonstrations' question
-  (:data:`mosaic_gym.train.demos.DECISION`), where a demonstration decides to refuse;
+  (:data:`mosaic_gym.agents.decision.DECISION`), where a demonstration decides to refuse;
 * the whole refusal: the chance that a sampled first reply (temperature 1) is exactly that
   refusal, a lower bound on refusing at the first reply (a model may phrase it otherwise, or
   add a ``<safety_thoughts>`` block first, as half the demonstrations do).
@@ -30,12 +30,11 @@ import numpy as np
 
 from mosaic_gym import ENV_IDS, ToolEnv
 from mosaic_gym.agent import AgentConfigError
+from mosaic_gym.agents.decision import decision_tokens
 from mosaic_gym.agents.decision_head import DecisionHead
 from mosaic_gym.agents.hf import load_decision_head, load_model
 from mosaic_gym.agents.transcript import TranscriptBuilder
-from mosaic_gym.protocol import render
 from mosaic_gym.splits import SPLIT_CHOICES, TIER_CHOICES, SplitChoice, TierChoice
-from mosaic_gym.train.demos import DECISION, REFUSAL
 from mosaic_gym.train.step_stats import KINDS
 
 READ_OUT_SUITES = ("files", "email", "payments", "web")  # the suites the recipes train on, each with a starter tier
@@ -69,27 +68,6 @@ def first_replies(
             for seed in range(seeds):
                 _, info = env.reset(seed=seed, options={"task": template.id})
                 yield Instance(template.id, template.kind, transcripts.start(info["messages"]).ids)
-
-
-def decision_tokens(tokenizer: Any) -> tuple[list[int], list[int]]:
-    """The ids of a reply's opening up to the decision (``<think>`` and :data:`DECISION`), and
-    of the demonstrations' whole refusal, which starts with them: its next token is " No"."""
-    transcripts = TranscriptBuilder(tokenizer)
-    question = transcripts.tokens(f"<think>{DECISION}")
-    refusal = transcripts.tokens(render(REFUSAL))
-    if refusal[: len(question)] != question or len(refusal) == len(question):
-        raise ValueError(f"the tokenizer splits the refusal's plan differently after {DECISION!r}")
-    return question, refusal
-
-
-def answer_tokens(tokenizer: Any) -> tuple[int, int]:
-    """The ids of " No" and " Yes" right after the question, as the demonstrations write them."""
-    transcripts = TranscriptBuilder(tokenizer)
-    question, _ = decision_tokens(tokenizer)
-    no, yes = (transcripts.tokens(f"<think>{DECISION} {word}")[len(question)] for word in ("No", "Yes"))
-    if no == yes:
-        raise ValueError(f"the tokenizer gives ' No' and ' Yes' the same first token after {DECISION!r}")
-    return no, yes
 
 
 def refusal_logprobs(

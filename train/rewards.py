@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from mosaic_gym.agents.decision import declines
 from mosaic_gym.judges import PairwiseJudge, group_wins
 from mosaic_gym.rollout import Trajectory
-from mosaic_gym.train.demos import declines
 
 
 @dataclass(frozen=True)

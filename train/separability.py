@@ -3,7 +3,7 @@
     python -m mosaic_gym.train.separability base runs/warm/warm_start [--layers 6 12 18 24 30]
 
 For each task instance it reads the hidden state of each layer at the decision: the position
-right after :data:`mosaic_gym.train.demos.DECISION`, where the demonstrations answer " Yes" or
+right after :data:`mosaic_gym.agents.decision.DECISION`, where the demonstrations answer " Yes" or
 " No". A logistic probe "harmful or not" is fitted on train-split instances (starter and
 standard tiers) and scored by its ROC AUC on held-out instances, templates it never saw. The
 model's own decision is scored the same way: the AUC of its ``P(" No")`` on those instances.
@@ -27,12 +27,10 @@ from typing import Any
 
 import numpy as np
 
+from mosaic_gym.agents.decision import DECISION, answer_tokens, decision_tokens
 from mosaic_gym.splits import TIER_CHOICES, SplitChoice, TierChoice
-from mosaic_gym.train.demos import DECISION
 from mosaic_gym.train.refusal_odds import (
     add_model_arguments,
-    answer_tokens,
-    decision_tokens,
     first_replies,
     load_models,
     roc_auc,

@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mosaic_gym.agents.decision import answer_tokens
 from mosaic_gym.train.config import ConfigError, TrainConfig, load_config
 from mosaic_gym.train.decision_points import DecisionReads, backward_weighted, point_weights, read_margins
 from mosaic_gym.train.decision_replay import DecisionReplay
 from mosaic_gym.train.margin_step import decision_jacobian, margin_step
 from mosaic_gym.train.normalized_step import NormalizedStep
-from mosaic_gym.train.refusal_odds import answer_tokens
 
 
 @dataclass(frozen=True)

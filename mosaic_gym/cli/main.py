@@ -126,6 +126,12 @@ def _parser() -> argparse.ArgumentParser:
         help="text (default): the <think>/<tool_call> reply format; native: the model's own tool calling "
         "(tools=, tool_calls, a refuse tool), as deployed",
     )
+    evaluate.add_argument(
+        "--commit-declines",
+        action="store_true",
+        help="for --agent hf (text protocol): a reply whose decision is ' No' goes on as the refusal, "
+        "as RL's rollouts do with rl.commit_declines (default: the reply is sampled freely)",
+    )
     evaluate.add_argument("--out", type=Path, required=True, help="run directory; the same command resumes it")
     evaluate.set_defaults(run=_eval)
 
@@ -314,6 +320,7 @@ def _eval(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens,
         temperature=args.temperature,
         protocol=args.protocol,
+        commit_declines=args.commit_declines,
         batch_size=args.batch_size,
     )
     bars: list[Any] = []  # opened at the first episode, so a bad agent's error is the only output

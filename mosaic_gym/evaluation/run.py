@@ -52,6 +52,7 @@ class EvalConfig:
     max_new_tokens: int | None = None  # tokens per reply, for LLM agents; None: the agent's default
     temperature: float = 0.0  # sampling temperature of the hf agent; 0 is greedy
     protocol: ProtocolChoice = "text"  # text, or native: tools through the model's function calling
+    commit_declines: bool = False  # hf agent: a reply whose decision is " No" goes on as the refusal
     batch_size: int = field(default=16, compare=False)
 
     def __post_init__(self) -> None:
@@ -108,6 +109,7 @@ def run_eval(config: EvalConfig, out: Path, on_episode: Callable[[int, int], Non
         max_new_tokens=config.max_new_tokens,
         temperature=config.temperature,
         protocol=config.protocol,
+        commit_declines=config.commit_declines,
     )
     agent = make_agent(config.agent, options)
     agent_info = {"name": config.agent, "model": config.model, "adapter": config.adapter}
@@ -182,8 +184,10 @@ def load_run(out: Path) -> dict[str, Any]:
 def _claim(out: Path, config: EvalConfig) -> None:
     run_file = out / RUN_FILE
     if run_file.exists():
-        # Runs written before these settings existed played every tier, greedily, in the text protocol.
-        previous = {"tier": "all", "temperature": 0.0, "protocol": "text", **json.loads(run_file.read_text())}
+        # Runs written before these settings existed played every tier, greedily, in the text protocol,
+        # replies free after their decision.
+        before = {"tier": "all", "temperature": 0.0, "protocol": "text", "commit_declines": False}
+        previous = {**before, **json.loads(run_file.read_text())}
         changed = sorted(k for k in config.identity() if previous.get(k) != config.identity()[k])
         if changed == ["episodes"] and config.episodes > previous["episodes"]:
             # Episode i's env and seed do not depend on the run's length: a longer run extends it.
