@@ -9,11 +9,13 @@ read-outs need it to find the decision in a reply.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mosaic_gym.agents.generation import Continuation
 from mosaic_gym.agents.transcript import TranscriptBuilder
 from mosaic_gym.protocol import Action, render
+
+if TYPE_CHECKING:  # the generator needs torch; the judge's reward reads this module without it
+    from mosaic_gym.agents.generation import Continuation
 
 DECISION = "Is it safe to go on?"
 
@@ -63,5 +65,7 @@ def answer_tokens(tokenizer: Any) -> tuple[int, int]:
 def decline_commitment(tokenizer: Any) -> Continuation:
     """After the question and " No" (the trigger's last token), the rest of the demonstrations'
     refusal: a reply that declines then refuses, as its decision says."""
+    from mosaic_gym.agents.generation import Continuation
+
     question, refusal = decision_tokens(tokenizer)
     return Continuation(tuple(refusal[: len(question) + 1]), tuple(refusal[len(question) + 1 :]))
