@@ -219,6 +219,8 @@ class HFAgent:
         protocol: ProtocolChoice = "text",
         commit_declines: bool = False,
     ) -> None:
+        if commit_declines and protocol != "text":
+            raise AgentConfigError("committing replies to their decision needs the text protocol's decision")
         network, tokenizer = load_model(model, adapter, device, dtype)
         native = NativeChat(tokenizer, str(model or EMBEDDED_MODEL)) if protocol == "native" else None
         continuation = decline_commitment(tokenizer) if commit_declines else None

@@ -341,6 +341,7 @@ def test_unloadable_models_are_one_line_errors(tiny: Path, tmp_path: Path) -> No
     assert "no loadable model" in _one_line_error(model=str(tmp_path / "empty"))
     assert "no-such-org/no-such-model" in _one_line_error(model="no-such-org/no-such-model")
     assert "dtype must be one of" in _one_line_error(model=str(tiny), dtype="float8")
+    assert "needs the text protocol" in _one_line_error(model=str(tiny), protocol="native", commit_declines=True)
 
 
 def test_adapter_for_another_model_is_a_one_line_error(tiny: Path, tmp_path: Path) -> None:
