@@ -89,7 +89,7 @@ class BatchGenerator:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(self.eos_ids))
         self.prefixes = PrefixCache()  # what earlier prompts started with: each turn runs only its new tokens
         self.model_seconds = 0.0  # time spent in forward passes, for the throughput benchmark
-        self._cache_argument = _cache_argument(model)
+        self._cache_argument = cache_argument(model)
 
     @torch.inference_mode()
     def generate(
@@ -308,7 +308,7 @@ def _layer_kv(layer: Any) -> tuple[torch.Tensor, torch.Tensor]:
     return keys, values
 
 
-def _cache_argument(model: Any) -> str:
+def cache_argument(model: Any) -> str:
     """The forward argument that takes the KV cache: ``cache`` from transformers 5.24 on, which
     warns about the older ``past_key_values`` at every call. A peft model passes its keyword
     arguments through to the model it wraps, so that model's signature decides."""

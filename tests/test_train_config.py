@@ -99,6 +99,11 @@ def test_overrides_apply_with_yaml_values() -> None:
             ["--rl.decision_level_reset", "true", "--rl.decision_rank", "1"],
             "rl.decision_level_reset: resets the level rl.decision_level holds: it needs rl.decision_level above 0",
         ),
+        (["--rl.decision_level_anchors", "-1"], "rl.decision_level_anchors: must be 0 or more"),
+        (
+            ["--rl.decision_level_anchors", "2"],
+            "rl.decision_level_anchors: are first replies where rl.decision_level_reset holds the level: they need",
+        ),
         (["--rl.explore_refusals", "4"], "rl.explore_refusals: must be 0 or more and below rl.group_size 4"),
         (["--episodes.tier", "easy"], "episodes.tier: must be one of starter, standard, all"),
         (["--probe.episodes_per_kind", "-1"], "probe.episodes_per_kind: must be 0 (no probe) or more"),

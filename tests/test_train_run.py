@@ -26,7 +26,7 @@ from safetensors.torch import load_file  # noqa: E402
 from transformers import AutoTokenizer, TrainerCallback  # noqa: E402
 
 from mosaic_gym import ToolEnv  # noqa: E402
-from mosaic_gym.agents.decision import DECISION, decision_tokens, verdict  # noqa: E402
+from mosaic_gym.agents.decision import DECISION, answer_tokens, decision_tokens, verdict  # noqa: E402
 from mosaic_gym.agents.generation import Continuation  # noqa: E402
 from mosaic_gym.agents.hf import HFAgent, load_decision_head  # noqa: E402
 from mosaic_gym.agents.registry import JUDGES, JudgeEntry, register_judge  # noqa: E402
@@ -34,7 +34,9 @@ from mosaic_gym.judges import RuleJudge  # noqa: E402
 from mosaic_gym.rollout import EpisodeSpec, Trajectory, rollout  # noqa: E402
 from mosaic_gym.train import run as run_module  # noqa: E402
 from mosaic_gym.train.config import from_dict  # noqa: E402
+from mosaic_gym.train.decision_anchors import anchor_reads  # noqa: E402
 from mosaic_gym.train.decision_balance import decision_push  # noqa: E402
+from mosaic_gym.train.decision_points import read_margins  # noqa: E402
 from mosaic_gym.train.demos import build_demos  # noqa: E402
 from mosaic_gym.train.grpo import DECISION_OPTIMIZER_FILE, REPLAY_FILE, EpisodeRollout, training_rows  # noqa: E402
 from mosaic_gym.train.run import train  # noqa: E402
@@ -337,6 +339,23 @@ def test_a_decision_head_steps_the_decision_alone_holds_its_level_and_resumes(
     assert heads[0] is not None and heads[1] is not None and final is not None
     assert heads[0].bias > 0.5, "the reset lifted the level by the offset"
     assert not torch.equal(heads[0].weight, heads[1].weight) and torch.equal(final.weight, heads[1].weight)
+
+
+def test_anchors_hold_the_level_on_the_first_replies_of_every_training_template(tiny: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    state = decision_step_run(tiny, out, "head", 0.3, decision_level_reset=True, decision_level_anchors=1)
+    assert logged(state, "decision/level_reset_after") == pytest.approx([0.0, 0.0], abs=1e-4), "the bias, exactly"
+    # Read apart: with TRL's step at 1e-9, the head alone moved each anchor's decision, and their
+    # mean is still the warm start's.
+    warm = HFAgent(model=str(tiny), adapter=out / "warm_start", dtype="float32")
+    trained = HFAgent(model=str(tiny), adapter=out / "rl" / "checkpoint-2", dtype="float32")
+    reads = anchor_reads(warm.tokenizer, ["files"], "all", 2, 1)
+    assert len(reads.sequences) == len(ToolEnv("files", split="train").templates), "one per template"
+    answers = answer_tokens(warm.tokenizer)
+    start = torch.cat(read_margins(warm.model, reads, answers))
+    now = torch.cat(read_margins(trained.model, reads, answers, trained.generator.decision_head))
+    assert float((now - start).abs().max()) > 1e-3, "the head moved the anchors apart"
+    assert float(now.mean()) == pytest.approx(float(start.mean()), abs=1e-4), "and held their mean"
 
 
 def logged(state: dict[str, Any], key: str) -> list[float]:

@@ -226,6 +226,12 @@ class RLSettings(_Section):
     # overshot (docs/results.md, session 9). One more forward and backward pass per play (per
     # context, or kept play), and a forward to log the level after (decision/level_reset_after).
     decision_level_reset: bool = False
+    # With rl.decision_level_reset, hold the level on the first reply of this many instances of
+    # every training template instead of on the step's decisions: fixed contexts the ranking never
+    # trains on, each kind in its share of the suites, as on a held-out split. Held on the replay's
+    # groups (half harmful under rl.kinds), the level on new tasks sank (docs/results.md, session
+    # 19; mosaic_gym.train.decision_anchors). One forward pass per anchor and step. 0: the step's.
+    decision_level_anchors: int = 0
     # With rl.decision_points "every", what rl.decision_rank ranks: the groups' means over all
     # their decisions ("group"), or, for each n, their means over their plays' n-th decisions,
     # each reply against the same reply of the other groups ("reply").
@@ -363,6 +369,13 @@ class RLSettings(_Section):
             not self.decision_level_reset or self.decision_level > 0,
             "rl.decision_level_reset",
             "resets the level rl.decision_level holds: it needs rl.decision_level above 0",
+        )
+        _require(self.decision_level_anchors >= 0, "rl.decision_level_anchors", "must be 0 or more")
+        _require(
+            not self.decision_level_anchors or (self.decision_level_reset and self.decision_points == "first"),
+            "rl.decision_level_anchors",
+            "are first replies where rl.decision_level_reset holds the level: they need it true and "
+            "rl.decision_points 'first'",
         )
         _require(self.format_weight >= 0, "rl.format_weight", "must be 0 or more")
         _require(self.length_budget >= 1, "rl.length_budget", "must be at least 1 token")

@@ -32,6 +32,7 @@ from mosaic_gym.judges import PairwiseJudge
 from mosaic_gym.protocol import render
 from mosaic_gym.rollout import EpisodeSpec, Trajectory, rollout_mixed
 from mosaic_gym.train.config import ConfigError, TrainConfig
+from mosaic_gym.train.decision_anchors import anchor_reads, anchor_states, uniform_weights
 from mosaic_gym.train.decision_balance import (
     committed_tails,
     decision_positions,
@@ -356,6 +357,7 @@ def run_grpo(
     episodes.head = head
     reference = frozen_copy(model) if config.rl.decision_level > 0 else None
     replay = DecisionReplay(config.rl.decision_replay) if config.rl.decision_replay else None
+    anchors = _anchors(config, tokenizer, reference, answers)
     rewards = [episodes.alignment_reward, episodes.format_reward, episodes.length_penalty]
     weights = [1.0, config.rl.format_weight, -config.rl.length_weight]
     max_completion = config.episodes.max_steps * (config.episodes.max_new_tokens + 512)
@@ -506,9 +508,11 @@ def run_grpo(
                 rl.decision_rank_by,
             )
             level = None
-            if rl.decision_level_reset and start is not None:
+            if rl.decision_level_reset and start is not None and anchors is None:
                 held = level_weights(now, step.verdicts, step.group_size, rl.decision_level_on)
-                level = (held, weighted_sum(held, start))
+                level = _HeldLevel(step.reads, held, weighted_sum(held, start))
+            elif anchors is not None:
+                level = replace(anchors, target=anchors.target + (rl.decision_level_offset if offset_on else 0.0))
             return _StepPoints(step.reads, weights, now, level)
 
         decision_optimizer: Any = None  # rl.decision_optimizer at rl.decision_learning_rate, made at its first step
@@ -531,19 +535,21 @@ def run_grpo(
 
         def restore_level(self) -> None:
             """After the optimizer's step, put the level back at the frozen copy's on the step's
-            decisions (rl.decision_level_reset), and log it before and after."""
+            decisions, or on the anchors (rl.decision_level_reset), and log it before and after."""
             if self.points is None or self.points.level is None:
                 return
-            reads, (weights, target) = self.points.reads, self.points.level
+            reads, weights, target = self.points.level.reads, self.points.level.weights, self.points.level.target
             self.points = replace(self.points, level=None)  # once per step
             policy = self.accelerator.unwrap_model(self.model)
             if head is None:
                 before = reset_level(policy, reads, weights, target, answers)
+                after = weighted_level(policy, reads, weights, answers)
             else:  # the bias shifts every margin alike: the level lands on the target exactly
-                before = weighted_level(policy, reads, weights, answers, head)
+                states = anchor_states(policy, reads) if anchors is not None else read_states(policy, reads)
+                before = weighted_sum(weights, [decision_margins(policy, s, answers, head) for s in states])
                 total = sum(float(w.sum()) for w in weights)
                 head.bias += (target - before) / total if total else 0.0
-            after = weighted_level(policy, reads, weights, answers, head)
+                after = weighted_sum(weights, [decision_margins(policy, s, answers, head) for s in states])
             episodes.note("decision/level_reset_before", before - target)
             episodes.note("decision/level_reset_after", after - target)
 
@@ -600,8 +606,28 @@ class _StepPoints:
     reads: DecisionReads
     weights: PointWeights
     read: list[Any]
-    level: tuple[list[Any], float] | None
+    level: _HeldLevel | None
     through_trl: bool = True
+
+
+@dataclass(frozen=True)
+class _HeldLevel:
+    """A level rl.decision_level_reset holds: ``sum(weights * margins)`` over ``reads`` stays at ``target``."""
+
+    reads: DecisionReads
+    weights: list[Any]
+    target: float
+
+
+def _anchors(config: TrainConfig, tokenizer: Any, reference: Any, answers: tuple[int, int]) -> _HeldLevel | None:
+    """rl.decision_level_anchors: the mean margin the frozen copy gives the anchors, to hold there."""
+    if not config.rl.decision_level_anchors or reference is None:
+        return None
+    episodes = config.episodes
+    reads = anchor_reads(tokenizer, episodes.envs, episodes.tier, episodes.max_steps, config.rl.decision_level_anchors)
+    weights = uniform_weights(reads)
+    margins = [decision_margins(reference, states, answers) for states in anchor_states(reference, reads)]
+    return _HeldLevel(reads, weights, weighted_sum(weights, margins))
 
 
 def _level_reset_callback(trainer: Any) -> Any:
