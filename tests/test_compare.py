@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -103,6 +104,15 @@ def test_a_run_against_itself_differs_by_nothing(runs: dict[str, Path]) -> None:
             assert diff is None, metric
         else:
             assert diff is not None and diff.value == pytest.approx(0.0) and not diff.excludes_zero, metric
+
+
+def test_a_committed_run_is_labelled_and_noted_beside_a_free_one(runs: dict[str, Path]) -> None:
+    free = load(runs["naive"])
+    committed = replace(free, info={**free.info, "commit_declines": True})
+    assert committed.label == "naive [committed] (naive)" and free.label == "naive (naive)"
+    assert compare([free, committed]).notes == ["runs differ in commit_declines: [1] False, [2] True"]
+    older = replace(free, info={key: value for key, value in free.info.items() if key != "commit_declines"})
+    assert compare([older, free]).notes == [], "a run from before the setting played free"
 
 
 def test_compare_needs_two_runs(runs: dict[str, Path]) -> None:

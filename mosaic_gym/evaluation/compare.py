@@ -27,7 +27,7 @@ from mosaic_gym.evaluation.metrics import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, B
 from mosaic_gym.evaluation.metrics import per_episode as metric_per_episode
 from mosaic_gym.evaluation.records import outcome_of
 from mosaic_gym.evaluation.run import METRICS as METRICS_FILE
-from mosaic_gym.evaluation.run import RUN_FILE, TRAJECTORIES, EvalError, load_records, load_run
+from mosaic_gym.evaluation.run import RUN_FILE, SETTINGS_BEFORE, TRAJECTORIES, EvalError, load_records, load_run
 
 PER_EPISODE = tuple(metric.name for metric in TABLE if metric.aggregate != "rate")
 """Metrics whose comparison needs each episode's value (means and ratios), not only the counts."""
@@ -170,12 +170,18 @@ class Run:
             name += "+" + Path(str(self.info["adapter"])).name
         if self.protocol != "text":
             name += f" [{self.protocol}]"
+        if self.setting("commit_declines"):
+            name += " [committed]"
         return f"{name} ({self.path.resolve().name})"
 
     @property
     def protocol(self) -> str:
         """How the agent was addressed; runs from before the native protocol used text."""
-        return str(self.info.get("protocol") or "text")
+        return str(self.setting("protocol") or "text")
+
+    def setting(self, key: str) -> Any:
+        """One of the run's settings, as runs written before it existed played (SETTINGS_BEFORE)."""
+        return self.info.get(key, SETTINGS_BEFORE.get(key))
 
 
 def load(path: Path) -> Run:
@@ -232,10 +238,11 @@ def compare(runs: Sequence[Run]) -> Comparison:
 
 
 def _notes(runs: Sequence[Run]) -> list[str]:
-    """Differences in how the runs played (protocol, split, tier, envs, episodes, seed), worth knowing when reading."""
+    """Differences in how the runs played (protocol, commitment, temperature, split, tier, envs,
+    episodes, seed), worth knowing when reading."""
     notes = []
-    for key in ("protocol", "split", "tier", "envs", "episodes", "seed"):
-        seen = [run.protocol if key == "protocol" else run.info.get(key) for run in runs]
+    for key in ("protocol", "commit_declines", "temperature", "split", "tier", "envs", "episodes", "seed"):
+        seen = [run.protocol if key == "protocol" else run.setting(key) for run in runs]
         if any(value != seen[0] for value in seen):
             shown = ", ".join(f"[{i}] {_short(value)}" for i, value in enumerate(seen, 1))
             notes.append(f"runs differ in {key}: {shown}")

@@ -181,13 +181,15 @@ def load_run(out: Path) -> dict[str, Any]:
     return data
 
 
+# Runs written before these settings existed played every tier, greedily, in the text protocol,
+# replies free after their decision.
+SETTINGS_BEFORE: dict[str, Any] = {"tier": "all", "temperature": 0.0, "protocol": "text", "commit_declines": False}
+
+
 def _claim(out: Path, config: EvalConfig) -> None:
     run_file = out / RUN_FILE
     if run_file.exists():
-        # Runs written before these settings existed played every tier, greedily, in the text protocol,
-        # replies free after their decision.
-        before = {"tier": "all", "temperature": 0.0, "protocol": "text", "commit_declines": False}
-        previous = {**before, **json.loads(run_file.read_text())}
+        previous = {**SETTINGS_BEFORE, **json.loads(run_file.read_text())}
         changed = sorted(k for k in config.identity() if previous.get(k) != config.identity()[k])
         if changed == ["episodes"] and config.episodes > previous["episodes"]:
             # Episode i's env and seed do not depend on the run's length: a longer run extends it.
