@@ -10,8 +10,8 @@ training template: contexts the ranking never trains on, each kind in its share 
 as a held-out split mixes them. No kind is read: the anchors carry no label.
 
 A suite's anchors share its system prompt, most of each context (550-800 of 640-900 tokens on
-the starter tier), so :func:`anchor_states` runs it once and each anchor's rest on its keys and
-values: about a sixth of reading each one whole.
+the starter tier), so :func:`anchor_states` runs each shared prefix once and each anchor's rest
+on its keys and values.
 """
 
 from __future__ import annotations
@@ -24,8 +24,6 @@ from mosaic_gym.agents.generation import cache_argument
 from mosaic_gym.agents.transcript import TranscriptBuilder
 from mosaic_gym.catalog import make_env
 from mosaic_gym.train.decision_points import DecisionReads, decision_reads, dropout_off
-
-SHARED_AT_LEAST = 64  # tokens two anchors must share for the second to start from the first's keys and values
 
 
 def anchor_reads(tokenizer: Any, envs: Sequence[str], tier: str, max_steps: int, instances: int) -> DecisionReads:
@@ -56,46 +54,34 @@ def uniform_weights(reads: DecisionReads) -> list[Any]:
 
 def anchor_states(model: Any, reads: DecisionReads) -> list[Any]:
     """The final hidden states at each anchor's decisions (``[n, hidden]`` per anchor), without
-    grad or dropout, as :func:`~mosaic_gym.train.decision_points.read_states` reads them: each
-    run of consecutive anchors that share a prefix runs it once, then each anchor's rest."""
+    grad or dropout, as :func:`~mosaic_gym.train.decision_points.read_states` reads them. The
+    anchors run in sorted order, each from the keys and values of what it shares with the one
+    before: every distinct prefix runs once."""
     import torch
     from transformers import DynamicCache
 
     device = next(model.parameters()).device
     keyword = cache_argument(model)
-    states: list[Any] = []
+    states: list[Any] = [None] * len(reads.sequences)
+    cache, held = DynamicCache(), list[int]()
     with torch.no_grad(), dropout_off(model):
-        for run in _sharing_runs(reads):
-            shared = _shared_length([reads.sequences[play] for play in run])
-            shared = min([shared, *(row for play in run for row in reads.rows(play))])  # rows stay in the rest
-            prefix = DynamicCache()
-            start = torch.tensor([reads.sequences[run[0]][:shared]], device=device)
-            model(input_ids=start, use_cache=True, logits_to_keep=1, **{keyword: prefix})
-            for play in run:
-                rest = torch.tensor([reads.sequences[play][shared:]], device=device)
-                out = model(
-                    input_ids=rest, output_hidden_states=True, use_cache=True, logits_to_keep=1, **{keyword: prefix}
-                )
-                states.append(out.hidden_states[-1][0, [row - shared for row in reads.rows(play)]])
-                prefix.crop(-rest.size(1))  # back to the prefix alone
+        for play in sorted(range(len(reads.sequences)), key=lambda play: reads.sequences[play]):
+            ids, rows = reads.sequences[play], reads.rows(play)
+            keep = min([_shared_length(held, ids), *rows])  # the rows' tokens run again
+            if keep == 0:
+                cache = DynamicCache()
+            elif keep < len(held):
+                cache.crop(keep - len(held))  # drops the previous anchor's own tokens
+            rest = torch.tensor([ids[keep:]], device=device)
+            out = model(input_ids=rest, output_hidden_states=True, use_cache=True, logits_to_keep=1, **{keyword: cache})
+            states[play] = out.hidden_states[-1][0, [row - keep for row in rows]]
+            held = ids
     return states
 
 
-def _sharing_runs(reads: DecisionReads) -> list[list[int]]:
-    """The anchors in runs of consecutive ones that share at least SHARED_AT_LEAST tokens."""
-    runs: list[list[int]] = []
-    for play, ids in enumerate(reads.sequences):
-        if runs and _shared_length([reads.sequences[runs[-1][0]], ids]) >= SHARED_AT_LEAST:
-            runs[-1].append(play)
-        else:
-            runs.append([play])
-    return runs
-
-
-def _shared_length(sequences: Sequence[Sequence[int]]) -> int:
-    """How many tokens every one of ``sequences`` starts with."""
-    length = min(map(len, sequences))
-    for position in range(length):
-        if len({ids[position] for ids in sequences}) > 1:
+def _shared_length(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many tokens ``a`` and ``b`` both start with."""
+    for position, (x, y) in enumerate(zip(a, b, strict=False)):
+        if x != y:
             return position
-    return length
+    return min(len(a), len(b))
