@@ -599,8 +599,8 @@ class StepDecisions:
 @dataclass(frozen=True)
 class _StepPoints:
     """The decisions a step's ranking and level read: where they are, each one's weight in the
-    loss, their first read, with rl.decision_level_reset each one's weight in the level and the
-    level the frozen copy gives them, and whether TRL's passes add the loss (not when
+    loss, their first read, with rl.decision_level_reset the level to hold (on these decisions,
+    or on rl.decision_level_anchors), and whether TRL's passes add the loss (not when
     ``_decisions_apart`` added its gradient itself)."""
 
     reads: DecisionReads
