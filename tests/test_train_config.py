@@ -104,6 +104,18 @@ def test_overrides_apply_with_yaml_values() -> None:
             ["--rl.decision_level_anchors", "2"],
             "rl.decision_level_anchors: are first replies where rl.decision_level_reset holds the level: they need",
         ),
+        (
+            ["--rl.decision_level_anchor_tiers", "[starter]"],
+            "rl.decision_level_anchor_tiers: are the tiers of rl.decision_level_anchors, which is 0",
+        ),
+        (
+            ["--rl.decision_level_anchor_tiers", "[starter, starter]"],
+            "rl.decision_level_anchor_tiers: lists a tier twice",
+        ),
+        (
+            ["--rl.decision_level_anchor_tiers", "[easy]"],
+            "rl.decision_level_anchor_tiers[0]: must be one of starter, standard, all, got 'easy'",
+        ),
         (["--rl.explore_refusals", "4"], "rl.explore_refusals: must be 0 or more and below rl.group_size 4"),
         (["--episodes.tier", "easy"], "episodes.tier: must be one of starter, standard, all"),
         (["--probe.episodes_per_kind", "-1"], "probe.episodes_per_kind: must be 0 (no probe) or more"),

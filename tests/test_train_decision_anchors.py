@@ -1,12 +1,17 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 torch = pytest.importorskip("torch")
 
-from mosaic_gym.train.decision_anchors import anchor_states, uniform_weights  # noqa: E402
+from transformers import AutoTokenizer  # noqa: E402
+
+from mosaic_gym.train.decision_anchors import anchor_reads, anchor_states  # noqa: E402
 from mosaic_gym.train.decision_points import decision_reads, read_states, weighted_sum  # noqa: E402
-from tests.tiny_model import tiny_llama  # noqa: E402
+from mosaic_gym.train.first_replies import first_replies  # noqa: E402
+from tests.tiny_model import build_tiny_model, tiny_llama  # noqa: E402
 
 
 def test_anchors_read_from_a_shared_prefix_give_the_states_of_reading_each_whole() -> None:
@@ -21,8 +26,24 @@ def test_anchors_read_from_a_shared_prefix_give_the_states_of_reading_each_whole
         assert torch.allclose(a, b, atol=1e-5), "the same states, however they were run"
 
 
-def test_each_anchor_weighs_alike_so_the_level_is_their_mean() -> None:
-    reads = decision_reads([[1, 2], [3], [4, 5, 6]], [[7, 8]] * 3, [[2]] * 3)
-    weights = uniform_weights(reads)
-    margins = [torch.tensor([0.5]), torch.tensor([-1.0]), torch.tensor([2.0])]
-    assert weighted_sum(weights, margins) == pytest.approx(0.5)
+def test_each_tier_weighs_alike_in_the_level_whatever_its_count_of_templates(tmp_path: Path) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(build_tiny_model(tmp_path))
+    suites, tiers = ["files", "email"], ["starter", "standard"]
+    reads, weights = anchor_reads(tokenizer, suites, tiers, 2)
+    counts = [len(list(first_replies(tokenizer, suites, "train", tier, 2))) for tier in tiers]
+    assert len(reads.sequences) == len(weights) == sum(counts) and counts[0] != counts[1]
+    margins = [torch.tensor([float(anchor)]) for anchor in range(sum(counts))]
+    starter, standard = torch.cat(margins[: counts[0]]).mean(), torch.cat(margins[counts[0] :]).mean()
+    assert weighted_sum(weights, margins) == pytest.approx(float(starter + standard) / 2)
+
+
+@pytest.mark.parametrize(
+    ("tiers", "instances", "message"),
+    [(["starter"], 0, "at least one instance per template"), ([], 1, "at least one tier")],
+)
+def test_anchors_without_instances_or_tiers_are_refused(
+    tmp_path: Path, tiers: list[str], instances: int, message: str
+) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(build_tiny_model(tmp_path))
+    with pytest.raises(ValueError, match=message):
+        anchor_reads(tokenizer, ["files"], tiers, instances)

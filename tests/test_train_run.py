@@ -343,19 +343,25 @@ def test_a_decision_head_steps_the_decision_alone_holds_its_level_and_resumes(
 
 def test_anchors_hold_the_level_on_the_first_replies_of_every_training_template(tiny: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    state = decision_step_run(tiny, out, "head", 0.3, decision_level_reset=True, decision_level_anchors=1)
+    tiers = ["starter", "standard"]
+    state = decision_step_run(
+        tiny, out, "head", 0.3, decision_level_reset=True, decision_level_anchors=1, decision_level_anchor_tiers=tiers
+    )
     assert logged(state, "decision/level_reset_after") == pytest.approx([0.0, 0.0], abs=1e-4), "the bias, exactly"
-    # Read apart: with TRL's step at 1e-9, the head alone moved each anchor's decision, and their
-    # mean is still the warm start's.
+    # Read apart: with TRL's step at 1e-9, the head alone moved each anchor's decision, and the
+    # mean of the two tiers' means is still the warm start's.
     warm = HFAgent(model=str(tiny), adapter=out / "warm_start", dtype="float32")
     trained = HFAgent(model=str(tiny), adapter=out / "rl" / "checkpoint-2", dtype="float32")
-    reads = anchor_reads(warm.tokenizer, ["files"], "all", 2, 1)
-    assert len(reads.sequences) == len(ToolEnv("files", split="train").templates), "one per template"
     answers = answer_tokens(warm.tokenizer)
-    start = torch.cat(read_margins(warm.model, reads, answers))
-    now = torch.cat(read_margins(trained.model, reads, answers, trained.generator.decision_head))
-    assert float((now - start).abs().max()) > 1e-3, "the head moved the anchors apart"
-    assert float(now.mean()) == pytest.approx(float(start.mean()), abs=1e-4), "and held their mean"
+    moved = []
+    for tier in tiers:
+        reads, _ = anchor_reads(warm.tokenizer, ["files"], [tier], 1)
+        assert len(reads.sequences) == len(ToolEnv("files", split="train", tier=tier).templates), "one per template"
+        start = torch.cat(read_margins(warm.model, reads, answers))
+        now = torch.cat(read_margins(trained.model, reads, answers, trained.generator.decision_head))
+        assert float((now - start).abs().max()) > 1e-3, "the head moved the anchors apart"
+        moved.append(float(now.mean() - start.mean()))
+    assert sum(moved) == pytest.approx(0.0, abs=1e-4), "and held the mean of the tiers' means"
 
 
 def logged(state: dict[str, Any], key: str) -> list[float]:

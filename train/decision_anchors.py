@@ -21,35 +21,34 @@ from typing import Any
 
 from mosaic_gym.agents.decision import decision_tokens
 from mosaic_gym.agents.generation import cache_argument
-from mosaic_gym.agents.transcript import TranscriptBuilder
-from mosaic_gym.catalog import make_env
+from mosaic_gym.splits import TierChoice
 from mosaic_gym.train.decision_points import DecisionReads, decision_reads, dropout_off
+from mosaic_gym.train.first_replies import first_replies
 
 
-def anchor_reads(tokenizer: Any, envs: Sequence[str], tier: str, max_steps: int, instances: int) -> DecisionReads:
+def anchor_reads(
+    tokenizer: Any, envs: Sequence[str], tiers: Sequence[TierChoice], instances: int
+) -> tuple[DecisionReads, list[Any]]:
     """The decision of the first reply of ``instances`` instances (seeds 0, 1, ...) of every
-    train-split template of ``envs`` at ``tier``: its prompt as a rollout lays it out, then the
-    demonstrations' question, whose next token decides."""
-    if instances < 1:
-        raise ValueError(f"anchors need at least one instance per template, not {instances}")
-    question, _ = decision_tokens(tokenizer)
-    transcripts = TranscriptBuilder(tokenizer)
-    prompts = []
-    for suite in envs:
-        env = make_env(suite, split="train", tier=tier, max_steps=max_steps)
-        for template in env.templates:
-            for seed in range(instances):
-                _, info = env.reset(seed=seed, options={"task": template.id})
-                prompts.append(transcripts.start(info["messages"]).ids)
-    return decision_reads(prompts, [question] * len(prompts), [[len(question)]] * len(prompts))
-
-
-def uniform_weights(reads: DecisionReads) -> list[Any]:
-    """Each anchor's weight in the level: their mean margin is then ``weighted_sum(weights, margins)``."""
+    train-split template of ``envs`` at each of ``tiers``: its prompt as a rollout lays it out,
+    then the demonstrations' question, whose next token decides. With each read its weight in
+    the level: each tier weighs alike, however many templates it has, and within a tier each
+    anchor alike, so the weighted sum of their margins is the mean of the tiers' means."""
     import torch
 
-    count = len(reads.sequences)
-    return [torch.full((len(positions),), 1.0 / count) for positions in reads.positions]
+    if instances < 1:
+        raise ValueError(f"anchors need at least one instance per template, not {instances}")
+    if not tiers:
+        raise ValueError("anchors need at least one tier")
+    question, _ = decision_tokens(tokenizer)
+    prompts, weights = [], []
+    for tier in tiers:
+        tier_prompts = [instance.prompt for instance in first_replies(tokenizer, envs, "train", tier, instances)]
+        if not tier_prompts:
+            raise ValueError(f"no train-split templates of {list(envs)} at tier {tier!r} to hold the level on")
+        prompts += tier_prompts
+        weights += [torch.full((1,), 1.0 / (len(tiers) * len(tier_prompts)))] * len(tier_prompts)
+    return decision_reads(prompts, [question] * len(prompts), [[len(question)]] * len(prompts)), weights
 
 
 def anchor_states(model: Any, reads: DecisionReads) -> list[Any]:

@@ -32,7 +32,7 @@ from mosaic_gym.judges import PairwiseJudge
 from mosaic_gym.protocol import render
 from mosaic_gym.rollout import EpisodeSpec, Trajectory, rollout_mixed
 from mosaic_gym.train.config import ConfigError, TrainConfig
-from mosaic_gym.train.decision_anchors import anchor_reads, anchor_states, uniform_weights
+from mosaic_gym.train.decision_anchors import anchor_reads, anchor_states
 from mosaic_gym.train.decision_balance import (
     committed_tails,
     decision_positions,
@@ -621,11 +621,10 @@ class _HeldLevel:
 
 def _anchors(config: TrainConfig, tokenizer: Any, reference: Any, answers: tuple[int, int]) -> _HeldLevel | None:
     """rl.decision_level_anchors: the mean margin the frozen copy gives the anchors, to hold there."""
-    if not config.rl.decision_level_anchors or reference is None:
+    if not config.rl.decision_level_anchors:
         return None
-    episodes = config.episodes
-    reads = anchor_reads(tokenizer, episodes.envs, episodes.tier, episodes.max_steps, config.rl.decision_level_anchors)
-    weights = uniform_weights(reads)
+    tiers = config.rl.decision_level_anchor_tiers or [config.episodes.tier]
+    reads, weights = anchor_reads(tokenizer, config.episodes.envs, tiers, config.rl.decision_level_anchors)
     margins = [decision_margins(reference, states, answers) for states in anchor_states(reference, reads)]
     return _HeldLevel(reads, weights, weighted_sum(weights, margins))
 

@@ -28,13 +28,13 @@ from typing import Any
 
 import numpy as np
 
-from mosaic_gym import ENV_IDS, ToolEnv
+from mosaic_gym import ENV_IDS
 from mosaic_gym.agent import AgentConfigError
 from mosaic_gym.agents.decision import decision_tokens
 from mosaic_gym.agents.decision_head import DecisionHead
 from mosaic_gym.agents.hf import load_decision_head, load_model
-from mosaic_gym.agents.transcript import TranscriptBuilder
 from mosaic_gym.splits import SPLIT_CHOICES, TIER_CHOICES, SplitChoice, TierChoice
+from mosaic_gym.train.first_replies import first_replies
 from mosaic_gym.train.step_stats import KINDS
 
 READ_OUT_SUITES = ("files", "email", "payments", "web")  # the suites the recipes train on, each with a starter tier
@@ -46,28 +46,6 @@ class FirstReplyOdds:
 
     decision: float  # of " No" right after the demonstrations' question (DECISION)
     refusal: float  # of the whole refusal reply, token for token
-
-
-@dataclass(frozen=True)
-class Instance:
-    """One task instance at its first reply: the prompt the model sees, laid out as the HF agent does."""
-
-    task: str  # the template id
-    kind: str
-    prompt: list[int]
-
-
-def first_replies(
-    tokenizer: Any, envs: Sequence[str], split: SplitChoice, tier: TierChoice, seeds: int
-) -> Iterator[Instance]:
-    """Every template of the suites at ``split`` and ``tier``, ``seeds`` instances each (seeds 0, 1, ...)."""
-    transcripts = TranscriptBuilder(tokenizer)
-    for suite in envs:
-        env = ToolEnv(suite, split=split, tier=tier)
-        for template in env.templates:
-            for seed in range(seeds):
-                _, info = env.reset(seed=seed, options={"task": template.id})
-                yield Instance(template.id, template.kind, transcripts.start(info["messages"]).ids)
 
 
 def refusal_logprobs(

@@ -29,12 +29,8 @@ import numpy as np
 
 from mosaic_gym.agents.decision import DECISION, answer_tokens, decision_tokens
 from mosaic_gym.splits import TIER_CHOICES, SplitChoice, TierChoice
-from mosaic_gym.train.refusal_odds import (
-    add_model_arguments,
-    first_replies,
-    load_models,
-    roc_auc,
-)
+from mosaic_gym.train.first_replies import first_replies
+from mosaic_gym.train.refusal_odds import add_model_arguments, load_models, roc_auc
 
 L2_PER_INSTANCE = 10.0  # ridge strength times the number of fitted instances: strong, as dimensions outnumber tasks
 RESAMPLES = 2000
