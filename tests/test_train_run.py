@@ -348,6 +348,7 @@ def test_anchors_hold_the_level_on_the_first_replies_of_every_training_template(
         tiny, out, "head", 0.3, decision_level_reset=True, decision_level_anchors=1, decision_level_anchor_tiers=tiers
     )
     assert logged(state, "decision/level_reset_after") == pytest.approx([0.0, 0.0], abs=1e-4), "the bias, exactly"
+    assert len(logged(state, "time/level_reset_seconds")) == 2, "what holding the level cost, each step"
     # Read apart: with TRL's step at 1e-9, the head alone moved each anchor's decision, and the
     # mean of the two tiers' means is still the warm start's.
     warm = HFAgent(model=str(tiny), adapter=out / "warm_start", dtype="float32")

@@ -540,6 +540,7 @@ def run_grpo(
                 return
             reads, weights, target = self.points.level.reads, self.points.level.weights, self.points.level.target
             self.points = replace(self.points, level=None)  # once per step
+            started = time.monotonic()
             policy = self.accelerator.unwrap_model(self.model)
             if head is None:
                 before = reset_level(policy, reads, weights, target, answers)
@@ -552,6 +553,7 @@ def run_grpo(
                 after = weighted_sum(weights, [decision_margins(policy, s, answers, head) for s in states])
             episodes.note("decision/level_reset_before", before - target)
             episodes.note("decision/level_reset_after", after - target)
+            episodes.note("time/level_reset_seconds", time.monotonic() - started)
 
         def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
             # TRL's own hook between scoring and the loss, the one place the advantages exist.
