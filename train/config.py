@@ -233,8 +233,8 @@ class RLSettings(_Section):
     # 19; mosaic_gym.train.decision_anchors). One forward pass per anchor and step. 0: the step's.
     decision_level_anchors: int = 0
     # The tiers whose train templates the anchors are, each weighing alike in the level; empty:
-    # episodes.tier. A ranking trained on starter tasks moved the level on standard ones too
-    # (held-out over-refusal 0.31 -> 0.62 in session 20, with starter anchors only).
+    # episodes.tier. Both tiers did not bring back standard-tier over-refusal after starter-only
+    # RL (docs/results.md, session 21): the order there is missing, not only the level.
     decision_level_anchor_tiers: list[TierChoice] = Field(default_factory=list)
     # With rl.decision_points "every", what rl.decision_rank ranks: the groups' means over all
     # their decisions ("group"), or, for each n, their means over their plays' n-th decisions,
