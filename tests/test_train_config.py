@@ -116,6 +116,10 @@ def test_overrides_apply_with_yaml_values() -> None:
             ["--rl.decision_level_anchor_tiers", "[easy]"],
             "rl.decision_level_anchor_tiers[0]: must be one of starter, standard, all, got 'easy'",
         ),
+        (
+            ["--rl.train_adapter", "false"],
+            "rl.train_adapter: false leaves RL nothing to train but the decision head: set rl.decision_optimizer",
+        ),
         (["--rl.explore_refusals", "4"], "rl.explore_refusals: must be 0 or more and below rl.group_size 4"),
         (["--episodes.tier", "easy"], "episodes.tier: must be one of starter, standard, all"),
         (["--probe.episodes_per_kind", "-1"], "probe.episodes_per_kind: must be 0 (no probe) or more"),

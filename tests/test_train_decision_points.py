@@ -9,6 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from mosaic_gym.train.decision_points import (  # noqa: E402
+    FixedStates,
     backward_weighted,
     decision_reads,
     hidden_margins,
@@ -17,6 +18,7 @@ from mosaic_gym.train.decision_points import (  # noqa: E402
     margins_at,
     point_weights,
     read_margins,
+    read_states,
     reset_level,
     weighted_level,
     weighted_sum,
@@ -140,3 +142,25 @@ def test_the_weight_and_the_gradient_read_the_same_margin_under_lora_dropout() -
     model.eval()
     (weights[0] * margins_at(model, reads.sequences[0], reads.rows(0), answers)).sum().backward()
     assert all(torch.allclose(a, p.grad, atol=1e-6) for a, p in zip(added, trained, strict=True))
+
+
+def test_a_fixed_models_states_are_read_once_per_play_while_it_is_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mosaic_gym.train import decision_points
+
+    model = tiny_llama(64)
+    first = decision_reads([[3, 4, 5], [6, 7]], [[8, 9, 10], [13, 14, 15]], [[1, 2], [2]])
+    later = decision_reads([[6, 7], [3, 4, 5], [9]], [[13, 14, 15], [8, 9, 10], [10, 11]], [[2], [1, 2], [1]])
+    last = decision_reads([[9]], [[10, 11]], [[1]])
+    read: list[int] = []
+    counted = decision_points.read_states
+    monkeypatch.setattr(decision_points, "read_states", lambda m, r: read.append(len(r.sequences)) or counted(m, r))
+    states = FixedStates()
+    states(model, first)
+    kept = states(model, later)
+    assert read == [2, 1], "the second call read its new play alone"
+    for got, want in zip(kept, read_states(model, later), strict=True):
+        assert torch.allclose(got, want, atol=1e-6)
+    states(model, first)
+    assert read == [2, 1], "nothing new, nothing read"
+    states(model, last)
+    assert read == [2, 1, 1], "a play no longer asked for was let go"

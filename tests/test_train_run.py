@@ -32,6 +32,7 @@ from mosaic_gym.agents.hf import HFAgent, load_decision_head  # noqa: E402
 from mosaic_gym.agents.registry import JUDGES, JudgeEntry, register_judge  # noqa: E402
 from mosaic_gym.judges import RuleJudge  # noqa: E402
 from mosaic_gym.rollout import EpisodeSpec, Trajectory, rollout  # noqa: E402
+from mosaic_gym.train import grpo as grpo_module  # noqa: E402
 from mosaic_gym.train import run as run_module  # noqa: E402
 from mosaic_gym.train.config import from_dict  # noqa: E402
 from mosaic_gym.train.decision_anchors import anchor_reads  # noqa: E402
@@ -290,9 +291,15 @@ def decision_step_run(
     kinds = {"harmful": 1.0, "benign": 1.0}
     decision |= {"decision_rank": 1.0, "decision_weight": 0, "decision_level": 1.0, "decision_learning_rate": rate}
     config = tiny_config(
-        tiny, groups_per_step=2, explore_refusals=1, kinds=kinds, learning_rate=1e-9, decision_replay=2, **decision
+        tiny,
+        groups_per_step=2,
+        explore_refusals=1,
+        kinds=kinds,
+        learning_rate=1e-9,
+        decision_replay=2,
+        decision_optimizer=optimizer,
+        **decision,
     )
-    config.rl.decision_optimizer = optimizer
     config.probe.episodes_per_kind = 0
     if interrupt is not None:
         with interrupt.context() as patch:
@@ -341,18 +348,26 @@ def test_a_decision_head_steps_the_decision_alone_holds_its_level_and_resumes(
     assert not torch.equal(heads[0].weight, heads[1].weight) and torch.equal(final.weight, heads[1].weight)
 
 
-def test_anchors_hold_the_level_on_the_first_replies_of_every_training_template(tiny: Path, tmp_path: Path) -> None:
+def test_anchors_hold_the_level_on_the_first_replies_of_every_training_template(
+    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "run"
     tiers = ["starter", "standard"]
-    state = decision_step_run(
-        tiny, out, "head", 0.3, decision_level_reset=True, decision_level_anchors=1, decision_level_anchor_tiers=tiers
-    )
+    held = {"decision_level_reset": True, "decision_level_anchors": 1, "decision_level_anchor_tiers": tiers}
+    reads: list[int] = []
+    counted = grpo_module.anchor_states
+    monkeypatch.setattr(grpo_module, "anchor_states", lambda m, r: reads.append(len(r.sequences)) or counted(m, r))
+    state = decision_step_run(tiny, out, "head", 0.3, train_adapter=False, **held)
     assert logged(state, "decision/level_reset_after") == pytest.approx([0.0, 0.0], abs=1e-4), "the bias, exactly"
     assert len(logged(state, "time/level_reset_seconds")) == 2, "what holding the level cost, each step"
-    # Read apart: with TRL's step at 1e-9, the head alone moved each anchor's decision, and the
-    # mean of the two tiers' means is still the warm start's.
+    assert len(reads) == 1, "the fixed adapter's anchor states were read once, by the frozen copy"
+    # Read apart: the adapter is the warm start's, bit for bit; the head alone moved each
+    # anchor's decision, and the mean of the two tiers' means is still the warm start's.
     warm = HFAgent(model=str(tiny), adapter=out / "warm_start", dtype="float32")
     trained = HFAgent(model=str(tiny), adapter=out / "rl" / "checkpoint-2", dtype="float32")
+    adapters = [dict(agent.model.named_parameters()) for agent in (warm, trained)]
+    lora = [name for name in adapters[0] if "lora_" in name]
+    assert lora and all(torch.equal(adapters[0][name], adapters[1][name]) for name in lora)
     answers = answer_tokens(warm.tokenizer)
     moved = []
     for tier in tiers:

@@ -276,6 +276,10 @@ class RLSettings(_Section):
     # steps; docs/results.md, session 16). The first replies rl.explore_refusals forces are
     # committed the same way. Evaluations sample freely, so they measure the tie that is left.
     commit_declines: bool = False
+    # With rl.decision_optimizer "head": false leaves the LoRA adapter as the warm start left it,
+    # and RL trains the decision head alone. No loss pass over the plays' tokens, and the
+    # anchors' states are read once: a step costs its rollouts and the decision's reads.
+    train_adapter: bool = True
 
     @model_validator(mode="after")
     def _check(self) -> RLSettings:
@@ -347,6 +351,11 @@ class RLSettings(_Section):
             self.decision_optimizer == "adamw" or self.decision_learning_rate is not None,
             "rl.decision_optimizer",
             "is the decision's own step, and rl.decision_learning_rate (its length) is null",
+        )
+        _require(
+            self.train_adapter or self.decision_optimizer == "head",
+            "rl.train_adapter",
+            "false leaves RL nothing to train but the decision head: set rl.decision_optimizer to 'head'",
         )
         _require(
             self.decision_optimizer != "head" or self.decision_weight == 0,

@@ -114,6 +114,29 @@ def read_states(model: Any, reads: DecisionReads) -> list[Any]:
         ]
 
 
+class FixedStates:
+    """:func:`read_states` for a model whose weights stay fixed (rl.train_adapter false): each
+    play is read once and kept while later calls still ask for it, so a replay of N groups
+    costs the reads of its new groups alone."""
+
+    def __init__(self) -> None:
+        self._kept: dict[tuple[tuple[int, ...], tuple[int, ...]], Any] = {}
+
+    def __call__(self, model: Any, reads: DecisionReads) -> list[Any]:
+        keys = [(tuple(ids), tuple(reads.rows(play))) for play, ids in enumerate(reads.sequences)]
+        new = [play for play, key in enumerate(keys) if key not in self._kept]
+        kept = dict(self._kept)
+        if new:
+            unread = DecisionReads(
+                [reads.sequences[play] for play in new],
+                [reads.prompt_lengths[play] for play in new],
+                [reads.positions[play] for play in new],
+            )
+            kept |= zip((keys[play] for play in new), read_states(model, unread), strict=True)
+        self._kept = {key: kept[key] for key in keys}
+        return [kept[key] for key in keys]
+
+
 def read_margins(
     model: Any, reads: DecisionReads, answers: tuple[int, int], head: DecisionHead | None = None
 ) -> list[Any]:

@@ -42,6 +42,7 @@ from mosaic_gym.train.decision_balance import (
 )
 from mosaic_gym.train.decision_points import (
     DecisionReads,
+    FixedStates,
     PointWeights,
     backward_weighted,
     decision_margins,
@@ -357,7 +358,8 @@ def run_grpo(
     episodes.head = head
     reference = frozen_copy(model) if config.rl.decision_level > 0 else None
     replay = DecisionReplay(config.rl.decision_replay) if config.rl.decision_replay else None
-    anchors = _anchors(config, tokenizer, reference, answers)
+    anchors, anchors_read = _anchors(config, tokenizer, reference, answers)
+    reader = read_states if config.rl.train_adapter else FixedStates()
     rewards = [episodes.alignment_reward, episodes.format_reward, episodes.length_penalty]
     weights = [1.0, config.rl.format_weight, -config.rl.length_weight]
     max_completion = config.episodes.max_steps * (config.episodes.max_new_tokens + 512)
@@ -408,6 +410,8 @@ def run_grpo(
                 # Before TRL's forward, whose graph a decision step of its own would invalidate.
                 # The module itself, not a distributed wrapper: one wrapped forward per backward.
                 self.points = self._decisions_apart(self.accelerator.unwrap_model(model), pending)
+            if not config.rl.train_adapter:  # no pass over the play: the optimizer finds no gradient
+                return torch.zeros((), device=self.accelerator.device, requires_grad=True)
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
         def _loss_over_every_decision(
@@ -461,7 +465,7 @@ def run_grpo(
                 step, start = StepDecisions(replay.reads(), replay.verdicts, 1), replay.reference
                 stats = {"decision/replay_groups": float(len(replay)), "decision/replay_judged": float(replay.judged)}
             # With a decision head, its margins and its step both read the decisions' final states.
-            states = read_states(policy, step.reads) if head is not None else None
+            states = reader(policy, step.reads) if head is not None else None
             if states is None:
                 now = read_margins(policy, step.reads, answers)
             else:
@@ -533,6 +537,9 @@ def run_grpo(
                     self.decision_optimizer.load_state_dict(torch.load(self.decision_optimizer_state))
             return self.decision_optimizer
 
+        # The anchors' states, kept while the adapter stays fixed: the frozen copy's are the policy's.
+        level_states: list[Any] | None = None if config.rl.train_adapter else anchors_read
+
         def restore_level(self) -> None:
             """After the optimizer's step, put the level back at the frozen copy's on the step's
             decisions, or on the anchors (rl.decision_level_reset), and log it before and after."""
@@ -546,7 +553,9 @@ def run_grpo(
                 before = reset_level(policy, reads, weights, target, answers)
                 after = weighted_level(policy, reads, weights, answers)
             else:  # the bias shifts every margin alike: the level lands on the target exactly
-                states = anchor_states(policy, reads) if anchors is not None else read_states(policy, reads)
+                states = self.level_states or (
+                    anchor_states(policy, reads) if anchors is not None else read_states(policy, reads)
+                )
                 before = weighted_sum(weights, [decision_margins(policy, s, answers, head) for s in states])
                 total = sum(float(w.sum()) for w in weights)
                 head.bias += (target - before) / total if total else 0.0
@@ -621,14 +630,18 @@ class _HeldLevel:
     target: float
 
 
-def _anchors(config: TrainConfig, tokenizer: Any, reference: Any, answers: tuple[int, int]) -> _HeldLevel | None:
-    """rl.decision_level_anchors: the mean margin the frozen copy gives the anchors, to hold there."""
+def _anchors(
+    config: TrainConfig, tokenizer: Any, reference: Any, answers: tuple[int, int]
+) -> tuple[_HeldLevel | None, list[Any] | None]:
+    """rl.decision_level_anchors: the mean margin the frozen copy gives the anchors, to hold
+    there, and the copy's states at them (the policy's too, while rl.train_adapter is false)."""
     if not config.rl.decision_level_anchors:
-        return None
+        return None, None
     tiers = config.rl.decision_level_anchor_tiers or [config.episodes.tier]
     reads, weights = anchor_reads(tokenizer, config.episodes.envs, tiers, config.rl.decision_level_anchors)
-    margins = [decision_margins(reference, states, answers) for states in anchor_states(reference, reads)]
-    return _HeldLevel(reads, weights, weighted_sum(weights, margins))
+    states = anchor_states(reference, reads)
+    margins = [decision_margins(reference, read, answers) for read in states]
+    return _HeldLevel(reads, weights, weighted_sum(weights, margins)), states
 
 
 def _level_reset_callback(trainer: Any) -> Any:
