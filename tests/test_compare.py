@@ -106,6 +106,24 @@ def test_a_run_against_itself_differs_by_nothing(runs: dict[str, Path]) -> None:
             assert diff is not None and diff.value == pytest.approx(0.0) and not diff.excludes_zero, metric
 
 
+def test_first_compares_the_first_episodes_of_runs_of_different_lengths(
+    runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    short = tmp_path / "short"
+    run_eval(EvalConfig(agent="naive", episodes=EPISODES // 2), short)
+    cut = load(runs["naive"], first=EPISODES // 2)
+    assert cut.overall == load(short).overall and cut.values == load(short).values, (
+        "the same episodes, the same metrics"
+    )
+    assert cut.info["episodes"] == EPISODES // 2 and compare([load(short), cut]).notes == []
+    assert main(["compare", "--first", str(EPISODES // 2), str(short), str(runs["oracle"])]) == 0
+    assert "runs differ" not in capsys.readouterr().out
+    with pytest.raises(EvalError, match=f"--first {EPISODES} needs episodes 0 to {EPISODES - 1}, and 10 are not"):
+        load(short, first=EPISODES)
+    (short / "metrics.json").unlink()  # a run still playing has no metrics yet
+    assert load(short, first=EPISODES // 2).overall == cut.overall
+
+
 def test_a_committed_run_is_labelled_and_noted_beside_a_free_one(runs: dict[str, Path]) -> None:
     free = load(runs["naive"])
     committed = replace(free, info={**free.info, "commit_declines": True})

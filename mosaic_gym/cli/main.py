@@ -141,6 +141,12 @@ def _parser() -> argparse.ArgumentParser:
     comparing.add_argument(
         "runs", nargs="*", type=Path, metavar="DIR", help="run directories; the first is the baseline"
     )
+    comparing.add_argument(
+        "--first",
+        type=_positive,
+        metavar="N",
+        help="compare each run's episodes 0 to N-1 alone (runs of different lengths, or one cut short)",
+    )
     comparing.add_argument("--out", type=Path, help="also write compare.md, compare.png and refusal.png to this folder")
     comparing.set_defaults(run=_compare)
 
@@ -351,7 +357,7 @@ def _compare(args: argparse.Namespace) -> int:
         raise UsageError(
             f"give at least two run directories to compare (the first is the baseline), got {len(args.runs)}"
         )
-    comparison = compare([load(path) for path in args.runs])
+    comparison = compare([load(path, args.first) for path in args.runs])
     written = write(comparison, args.out) if args.out is not None else []
     print(format_table(comparison), end="")
     if written:

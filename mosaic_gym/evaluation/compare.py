@@ -27,7 +27,15 @@ from mosaic_gym.evaluation.metrics import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, B
 from mosaic_gym.evaluation.metrics import per_episode as metric_per_episode
 from mosaic_gym.evaluation.records import outcome_of
 from mosaic_gym.evaluation.run import METRICS as METRICS_FILE
-from mosaic_gym.evaluation.run import RUN_FILE, SETTINGS_BEFORE, TRAJECTORIES, EvalError, load_records, load_run
+from mosaic_gym.evaluation.run import (
+    RUN_FILE,
+    SETTINGS_BEFORE,
+    TRAJECTORIES,
+    EvalError,
+    compute_metrics,
+    load_records,
+    load_run,
+)
 
 PER_EPISODE = tuple(metric.name for metric in TABLE if metric.aggregate != "rate")
 """Metrics whose comparison needs each episode's value (means and ratios), not only the counts."""
@@ -184,23 +192,26 @@ class Run:
         return self.info.get(key, SETTINGS_BEFORE.get(key))
 
 
-def load(path: Path) -> Run:
-    """A finished run directory; EvalError (one line) when it is not one."""
-    try:
-        metrics = load_run(path)
-        overall = dict(metrics["overall"])
-    except json.JSONDecodeError as error:
-        raise EvalError(f"{path / METRICS_FILE}: not valid JSON ({error.msg})") from None
-    except (KeyError, TypeError):
-        raise EvalError(f"{path / METRICS_FILE}: not an eval metrics file (no overall metrics)") from None
-    for name in METRICS:  # a metric added since the run was written: shown as missing, not an error
-        overall.setdefault(name, {"value": None, "ci95": [0.0, 1.0], "n": 0})
+def load(path: Path, first: int | None = None) -> Run:
+    """A finished run directory, or with ``first`` its episodes 0 to first - 1 alone (a run
+    cut short, still playing, or extended since); EvalError (one line) when it is not one."""
+    if first is None:
+        metrics = _metrics(path)
+        overall, info = dict(metrics["overall"]), metrics.get("run") or _run_file(path)
+    elif not path.is_dir():
+        raise EvalError(f"{path}: no such run directory")
     if not (path / TRAJECTORIES).exists():
         raise EvalError(f"{path}: no {TRAJECTORIES} (is this an eval output directory?)")
+    records = load_records(path / TRAJECTORIES)
     try:
-        values = per_episode(load_records(path / TRAJECTORIES).values())
+        if first is not None:
+            records, info = _first(path, records, first), {**_run_file(path), "episodes": first}
+            overall = dict(compute_metrics(records.values())["overall"])
+        values = per_episode(records.values())
     except (KeyError, TypeError, ValidationError):
         raise EvalError(f"{path / TRAJECTORIES}: holds something other than trajectory records") from None
+    for name in METRICS:  # a metric added since the run was written: shown as missing, not an error
+        overall.setdefault(name, {"value": None, "ci95": [0.0, 1.0], "n": 0})
     for name in PER_EPISODE:
         counted = round(sum(total for _, total in values[name]))
         if overall[name]["value"] is not None and counted != overall[name]["n"]:
@@ -208,8 +219,31 @@ def load(path: Path) -> Run:
                 f"{path}: {TRAJECTORIES} and {METRICS_FILE} disagree on {name} "
                 f"({counted} vs {overall[name]['n']}); run the eval command again to refresh"
             )
-    info = metrics.get("run") or _run_file(path)
     return Run(path=path, info=info, overall=overall, values=values)
+
+
+def _metrics(path: Path) -> dict[str, Any]:
+    """A finished run's ``metrics.json``; EvalError when it is missing or not one."""
+    try:
+        metrics = load_run(path)
+        dict(metrics["overall"])
+    except json.JSONDecodeError as error:
+        raise EvalError(f"{path / METRICS_FILE}: not valid JSON ({error.msg})") from None
+    except (KeyError, TypeError):
+        raise EvalError(f"{path / METRICS_FILE}: not an eval metrics file (no overall metrics)") from None
+    return metrics
+
+
+def _first(path: Path, records: dict[str, dict[str, Any]], first: int) -> dict[str, dict[str, Any]]:
+    """The records of episodes 0 to first - 1; EvalError naming the first one missing."""
+    kept = {key: record for key, record in records.items() if record["index"] < first}
+    missing = sorted(set(range(first)) - {record["index"] for record in kept.values()})
+    if missing:
+        raise EvalError(
+            f"{path}: --first {first} needs episodes 0 to {first - 1}, and {len(missing)} are not played "
+            f"(the first: {missing[0]}); resume its eval with --episodes {first}"
+        )
+    return kept
 
 
 def _run_file(path: Path) -> dict[str, Any]:
