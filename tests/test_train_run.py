@@ -328,11 +328,12 @@ def test_the_decisions_margin_step_moves_every_kept_decision_by_the_asked_size(t
     assert not (tmp_path / "run" / "rl" / "checkpoint-2" / DECISION_OPTIMIZER_FILE).exists(), "no state to keep"
 
 
+@pytest.mark.parametrize("train_adapter", [True, False])
 def test_a_decision_head_steps_the_decision_alone_holds_its_level_and_resumes(
-    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, train_adapter: bool
 ) -> None:
     every = {"decision_points": "every", "decision_rank_by": "reply", "decision_level_by": "reply"}
-    held = {"decision_level_reset": True, "decision_level_offset": 1.0}
+    held = {"decision_level_reset": True, "decision_level_offset": 1.0, "train_adapter": train_adapter}
     out = tmp_path / "run"
     state = decision_step_run(tiny, out, "head", 0.3, monkeypatch, **every | held)
     assert logged(state, "decision/step_margin_rms") == pytest.approx([0.3, 0.3], rel=1e-3), "linear: exact"

@@ -554,7 +554,7 @@ def run_grpo(
                 after = weighted_level(policy, reads, weights, answers)
             else:  # the bias shifts every margin alike: the level lands on the target exactly
                 states = self.level_states or (
-                    anchor_states(policy, reads) if anchors is not None else read_states(policy, reads)
+                    anchor_states(policy, reads) if anchors is not None else reader(policy, reads)
                 )
                 before = weighted_sum(weights, [decision_margins(policy, s, answers, head) for s in states])
                 total = sum(float(w.sum()) for w in weights)

@@ -196,8 +196,7 @@ def load(path: Path, first: int | None = None) -> Run:
     """A finished run directory, or with ``first`` its episodes 0 to first - 1 alone (a run
     cut short, still playing, or extended since); EvalError (one line) when it is not one."""
     if first is None:
-        metrics = _metrics(path)
-        overall, info = dict(metrics["overall"]), metrics.get("run") or _run_file(path)
+        overall, info = _finished(path)
     elif not path.is_dir():
         raise EvalError(f"{path}: no such run directory")
     if not (path / TRAJECTORIES).exists():
@@ -222,16 +221,15 @@ def load(path: Path, first: int | None = None) -> Run:
     return Run(path=path, info=info, overall=overall, values=values)
 
 
-def _metrics(path: Path) -> dict[str, Any]:
-    """A finished run's ``metrics.json``; EvalError when it is missing or not one."""
+def _finished(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A finished run's overall metrics and settings; EvalError when ``metrics.json`` is missing or not one."""
     try:
         metrics = load_run(path)
-        dict(metrics["overall"])
+        return dict(metrics["overall"]), metrics.get("run") or _run_file(path)
     except json.JSONDecodeError as error:
         raise EvalError(f"{path / METRICS_FILE}: not valid JSON ({error.msg})") from None
     except (KeyError, TypeError):
         raise EvalError(f"{path / METRICS_FILE}: not an eval metrics file (no overall metrics)") from None
-    return metrics
 
 
 def _first(path: Path, records: dict[str, dict[str, Any]], first: int) -> dict[str, dict[str, Any]]:
