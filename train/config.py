@@ -278,7 +278,10 @@ class RLSettings(_Section):
     commit_declines: bool = False
     # With rl.decision_optimizer "head": false leaves the LoRA adapter as the warm start left it,
     # and RL trains the decision head alone. No loss pass over the plays' tokens, and the
-    # anchors' states are read once: a step costs its rollouts and the decision's reads.
+    # anchors' states are read once: a step costs its rollouts and the decision's reads (a
+    # quarter of the full recipe's step). The first reply learns when to refuse as well; the
+    # rest of each play stays the warm start's, harm and late declines included
+    # (docs/results.md, session 22).
     train_adapter: bool = True
 
     @model_validator(mode="after")
