@@ -81,6 +81,8 @@ def test_a_torn_last_line_is_dropped_and_redone(tmp_path: Path) -> None:
     path = tmp_path / TRAJECTORIES
     lines = path.read_bytes().splitlines(keepends=True)
     path.write_bytes(b"".join(lines[:-1]) + lines[-1][:50])  # as if the machine died mid-write
+    torn = path.read_bytes()
+    assert len(load_records(path)) == 19 and path.read_bytes() == torn, "a reader leaves the file alone"
     metrics = run_eval(config, tmp_path)
     assert len(load_records(path)) == 20 and metrics["overall"]["episodes"] == 20
 

@@ -100,7 +100,7 @@ def run_eval(config: EvalConfig, out: Path, on_episode: Callable[[int, int], Non
     """
     out.mkdir(parents=True, exist_ok=True)
     _claim(out, config)
-    records = load_records(out / TRAJECTORIES)
+    records = load_records(out / TRAJECTORIES, repair=True)
     options = AgentOptions(
         model=config.model,
         adapter=_path(config.adapter),
@@ -151,13 +151,15 @@ def compute_metrics(records: Any) -> dict[str, Any]:
     return compute(episodes)
 
 
-def load_records(path: Path) -> dict[str, dict[str, Any]]:
-    """Records already written, by episode key; a torn last line is cut off the file."""
+def load_records(path: Path, repair: bool = False) -> dict[str, dict[str, Any]]:
+    """Records already written, by episode key. A torn last line (a crash mid-write, or a run
+    still writing) is left out, and with ``repair`` cut off the file, as the eval that resumes
+    it does; readers leave the file as it is."""
     if not path.exists():
         return {}
     data = path.read_bytes()
     whole = data.rfind(b"\n") + 1
-    if whole < len(data):
+    if repair and whole < len(data):
         with path.open("r+b") as handle:
             handle.truncate(whole)
     records = {}
