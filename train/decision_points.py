@@ -125,16 +125,15 @@ class FixedStates:
     def __call__(self, model: Any, reads: DecisionReads) -> list[Any]:
         keys = [(tuple(ids), tuple(reads.rows(play))) for play, ids in enumerate(reads.sequences)]
         new = [play for play, key in enumerate(keys) if key not in self._kept]
-        kept = dict(self._kept)
         if new:
             unread = DecisionReads(
                 [reads.sequences[play] for play in new],
                 [reads.prompt_lengths[play] for play in new],
                 [reads.positions[play] for play in new],
             )
-            kept |= zip((keys[play] for play in new), read_states(model, unread), strict=True)
-        self._kept = {key: kept[key] for key in keys}
-        return [kept[key] for key in keys]
+            self._kept |= zip((keys[play] for play in new), read_states(model, unread), strict=True)
+        self._kept = {key: self._kept[key] for key in keys}
+        return [self._kept[key] for key in keys]  # a play asked for twice is returned twice
 
 
 def read_margins(

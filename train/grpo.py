@@ -360,6 +360,8 @@ def run_grpo(
     replay = DecisionReplay(config.rl.decision_replay) if config.rl.decision_replay else None
     anchors, anchors_read = _anchors(config, tokenizer, reference, answers)
     reader = read_states if config.rl.train_adapter else FixedStates()
+    # While the adapter stays fixed, the frozen copy's states at the anchors are the policy's.
+    fixed_anchor_states = None if config.rl.train_adapter else anchors_read
     rewards = [episodes.alignment_reward, episodes.format_reward, episodes.length_penalty]
     weights = [1.0, config.rl.format_weight, -config.rl.length_weight]
     max_completion = config.episodes.max_steps * (config.episodes.max_new_tokens + 512)
@@ -537,9 +539,6 @@ def run_grpo(
                     self.decision_optimizer.load_state_dict(torch.load(self.decision_optimizer_state))
             return self.decision_optimizer
 
-        # The anchors' states, kept while the adapter stays fixed: the frozen copy's are the policy's.
-        level_states: list[Any] | None = None if config.rl.train_adapter else anchors_read
-
         def restore_level(self) -> None:
             """After the optimizer's step, put the level back at the frozen copy's on the step's
             decisions, or on the anchors (rl.decision_level_reset), and log it before and after."""
@@ -553,7 +552,7 @@ def run_grpo(
                 before = reset_level(policy, reads, weights, target, answers)
                 after = weighted_level(policy, reads, weights, answers)
             else:  # the bias shifts every margin alike: the level lands on the target exactly
-                states = self.level_states or (
+                states = fixed_anchor_states or (
                     anchor_states(policy, reads) if anchors is not None else reader(policy, reads)
                 )
                 before = weighted_sum(weights, [decision_margins(policy, s, answers, head) for s in states])
