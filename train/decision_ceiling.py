@@ -30,11 +30,13 @@ from typing import Any, Literal
 
 import numpy as np
 
-from mosaic_gym import ToolEnv
 from mosaic_gym.agents.decision import answer_tokens, decision_tokens
 from mosaic_gym.agents.transcript import TranscriptBuilder
+from mosaic_gym.catalog import make_env
+from mosaic_gym.env import ProtocolEnv
 from mosaic_gym.splits import SPLIT_CHOICES, TIER_CHOICES, SplitChoice, TierChoice
 from mosaic_gym.train.decision_points import DecisionReads, backward_weighted, point_weights, read_margins
+from mosaic_gym.train.first_replies import first_reply
 from mosaic_gym.train.refusal_odds import (
     add_model_arguments,
     at_least_one,
@@ -85,9 +87,9 @@ def train_batches(
     rng = np.random.default_rng(seed)
     transcripts = TranscriptBuilder(tokenizer)
     question, _ = decision_tokens(tokenizer)
-    pools: dict[bool, list[tuple[ToolEnv, str, str]]] = {True: [], False: []}
+    pools: dict[bool, list[tuple[ProtocolEnv[Any], str, str]]] = {True: [], False: []}
     for suite in envs:
-        env = ToolEnv(suite, split="train", tier=tier)
+        env = make_env(suite, split="train", tier=tier)
         for template in env.templates:
             pools[template.kind == "harmful"].append((env, template.id, template.kind))
     if not pools[True] or not pools[False]:
@@ -98,10 +100,10 @@ def train_batches(
         batch = []
         for is_harmful in [True] * harmful + [False] * (per_step - harmful):
             env, task, kind = pools[is_harmful][int(rng.integers(len(pools[is_harmful])))]
-            _, info = env.reset(seed=instance_seed, options={"task": task})
+            instance = first_reply(transcripts, env, task, kind, instance_seed)
             instance_seed += 1
             flipped = bool(rng.random() < label_noise)
-            batch.append(Labelled(kind, transcripts.start(info["messages"]).ids + question, is_harmful != flipped))
+            batch.append(Labelled(kind, instance.prompt + question, is_harmful != flipped))
         yield batch
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from mosaic_gym.agents.transcript import TranscriptBuilder
 from mosaic_gym.catalog import make_env
+from mosaic_gym.env import ProtocolEnv
 from mosaic_gym.splits import SplitChoice, TierChoice
 
 
@@ -20,6 +21,12 @@ class Instance:
     prompt: list[int]
 
 
+def first_reply(transcripts: TranscriptBuilder, env: ProtocolEnv[Any], task: str, kind: str, seed: int) -> Instance:
+    """The instance of template ``task`` (of this ``kind``) at ``seed``, at its first reply."""
+    _, info = env.reset(seed=seed, options={"task": task})
+    return Instance(task, kind, transcripts.start(info["messages"]).ids)
+
+
 def first_replies(
     tokenizer: Any, envs: Sequence[str], split: SplitChoice, tier: TierChoice, seeds: int
 ) -> Iterator[Instance]:
@@ -29,5 +36,4 @@ def first_replies(
         env = make_env(suite, split=split, tier=tier)
         for template in env.templates:
             for seed in range(seeds):
-                _, info = env.reset(seed=seed, options={"task": template.id})
-                yield Instance(template.id, template.kind, transcripts.start(info["messages"]).ids)
+                yield first_reply(transcripts, env, template.id, template.kind, seed)
