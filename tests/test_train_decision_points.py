@@ -11,6 +11,7 @@ torch = pytest.importorskip("torch")
 from mosaic_gym.train.decision_points import (  # noqa: E402
     FixedStates,
     backward_weighted,
+    decision_margins,
     decision_reads,
     hidden_margins,
     last_hidden_states,
@@ -164,3 +165,15 @@ def test_a_fixed_models_states_are_read_once_per_play_while_it_is_asked_for(monk
     assert read == [2, 1], "nothing new, nothing read"
     states(model, last)
     assert read == [2, 1, 1], "a play no longer asked for was let go"
+
+
+def test_a_bf16_models_margins_read_float32_states_and_plays_without_a_decision() -> None:
+    # On CPUs with bf16 units the policy runs in bf16, and under accelerate's mixed precision
+    # its outputs come back as float32: the LM head reads them in its own dtype.
+    model = tiny_llama(64).to(torch.bfloat16)
+    reads = decision_reads([[3, 4, 5], [6, 7]], [[8, 9, 10], [13]], [[1, 2], []])
+    margins = read_margins(model, reads, (11, 12))
+    assert [m.shape[0] for m in margins] == [2, 0]
+    states = read_states(model, reads)[0]
+    upcast = decision_margins(model, states.float(), (11, 12))
+    assert upcast.dtype == torch.float32 and torch.equal(upcast, margins[0])
