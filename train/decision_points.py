@@ -72,9 +72,9 @@ def decision_margins(model: Any, states: Any, answers: tuple[int, int], head: De
     """``logit(" No") - logit(" Yes")`` from final hidden states at decisions (``[n, hidden]``),
     with the decision head's shift when the policy has one."""
     no, yes = answers
-    head_in = model.get_output_embeddings()
+    lm_head = model.get_output_embeddings()
     # In the model's dtype: under bf16 mixed precision accelerate hands back float32 states.
-    logits = head_in(states.to(head_in.weight.dtype)).float()
+    logits = lm_head(states.to(lm_head.weight.dtype)).float()
     margins = logits[:, no] - logits[:, yes]
     return margins if head is None else margins + head.shift(states)
 
