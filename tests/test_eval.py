@@ -114,10 +114,30 @@ def test_a_tier_eval_plays_only_that_tier(tmp_path: Path) -> None:
     assert len(records) == 20 and all(record["task"] in starter for record in records)
 
 
+def test_a_kinds_eval_takes_the_kinds_in_turn_in_every_env_and_is_seeded(tmp_path: Path) -> None:
+    config = EvalConfig(agent="oracle", episodes=20, tier="starter", kinds=("harmful", "benign"))
+    run_eval(config, tmp_path / "a")
+    records = sorted(load_records(tmp_path / "a" / TRAJECTORIES).values(), key=lambda record: record["index"])
+    envs = [record["env"] for record in records]
+    assert envs == [config.envs[i % len(config.envs)] for i in range(20)]
+    kinds = [record["kind"] for record in records]
+    assert kinds == ["harmful"] * 5 + ["benign"] * 5 + ["harmful"] * 5 + ["benign"] * 5
+    templates = {t.id: t for suite in SUITES.values() for t in suite.templates(tier="starter")}
+    assert all(templates[record["task"]].kind == record["kind"] for record in records)
+    run_eval(config, tmp_path / "b")
+    assert (tmp_path / "a" / TRAJECTORIES).read_bytes() == (tmp_path / "b" / TRAJECTORIES).read_bytes()
+    with pytest.raises(EvalError, match=r"holds a different run \(kinds differ"):
+        run_eval(EvalConfig(agent="oracle", episodes=20, tier="starter"), tmp_path / "a")
+    with pytest.raises(EvalError, match="unknown task kind 'evil'"):
+        EvalConfig(agent="oracle", kinds=("evil",))
+    with pytest.raises(EvalError, match="each task kind at most once"):
+        EvalConfig(agent="oracle", kinds=("benign", "benign"))
+
+
 def test_a_run_from_before_tiers_resumes_as_the_all_tier_greedy_run(tmp_path: Path) -> None:
     run_eval(EvalConfig(agent="oracle", episodes=3), tmp_path)
     identity = json.loads((tmp_path / "run.json").read_text())
-    del identity["tier"], identity["temperature"]
+    del identity["tier"], identity["temperature"], identity["kinds"]
     (tmp_path / "run.json").write_text(json.dumps(identity))
     assert run_eval(EvalConfig(agent="oracle", episodes=3), tmp_path)["overall"]["episodes"] == 3
 
@@ -134,6 +154,11 @@ def test_a_run_from_before_tiers_resumes_as_the_all_tier_greedy_run(tmp_path: Pa
         (["--agent", "oracle", "--commit-declines", "--out", "{out}"], "--commit-declines is for --agent hf"),
         (["--agent", "oracle", "--tier", "hard", "--out", "{out}"], "invalid choice: 'hard'"),
         (["--agent", "oracle", "--split", "test", "--out", "{out}"], "invalid choice: 'test'"),
+        (["--agent", "oracle", "--kind", "evil", "--out", "{out}"], "invalid choice: 'evil'"),
+        (
+            ["--agent", "oracle", "--tier", "starter", "--env", "mosaic_gym/AgentDojo-Banking-v0", "--out", "{out}"],
+            "mosaic_gym/AgentDojo-Banking-v0: AgentDojo's suites have no starter tier",
+        ),
     ],
 )
 def test_bad_eval_flags_give_one_line_and_exit_2(tmp_path: Path, flags: list[str], message: str) -> None:

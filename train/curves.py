@@ -26,8 +26,8 @@ import yaml
 
 from mosaic_gym.agent import AgentConfigError
 from mosaic_gym.evaluation.plots import KIND_COLOURS
+from mosaic_gym.scenarios.template import KINDS
 from mosaic_gym.train.run import CONFIG, STEP_LOG, WARM_START, read_step_log
-from mosaic_gym.train.step_stats import KINDS
 
 Series = dict[str, list[tuple[int, float]]]  # per task kind, (RL step, value)
 

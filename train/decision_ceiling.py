@@ -34,6 +34,7 @@ from mosaic_gym.agents.decision import answer_tokens, decision_tokens
 from mosaic_gym.agents.transcript import TranscriptBuilder
 from mosaic_gym.catalog import make_env
 from mosaic_gym.env import ProtocolEnv
+from mosaic_gym.scenarios.template import KINDS
 from mosaic_gym.splits import SPLIT_CHOICES, TIER_CHOICES, SplitChoice, TierChoice
 from mosaic_gym.train.decision_points import DecisionReads, backward_weighted, point_weights, read_margins
 from mosaic_gym.train.first_replies import first_reply
@@ -44,7 +45,6 @@ from mosaic_gym.train.refusal_odds import (
     mean_probability,
     refusal_logprobs,
 )
-from mosaic_gym.train.step_stats import KINDS
 
 LossName = Literal["ce", "pairwise"]
 FIRST_TRAIN_SEED = 10_000  # train instances' seeds start here, apart from the read-outs' 0, 1, 2

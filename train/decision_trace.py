@@ -25,9 +25,9 @@ from typing import Any
 from mosaic_gym.agents.decision import decision_tokens
 from mosaic_gym.agents.decision_head import DecisionHead
 from mosaic_gym.agents.transcript import TranscriptBuilder
+from mosaic_gym.scenarios.template import KINDS
 from mosaic_gym.train.refusal_odds import harmful_auc, load_models
 from mosaic_gym.train.refusal_value import eval_records
-from mosaic_gym.train.step_stats import KINDS
 
 TURNS = ("1", "2", "3+")  # the columns: the first reply, the second, any later one
 

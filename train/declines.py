@@ -20,8 +20,8 @@ from typing import Any
 
 from mosaic_gym.agents.decision import declines
 from mosaic_gym.evaluation.compare import newcombe
+from mosaic_gym.scenarios.template import KINDS
 from mosaic_gym.train.refusal_value import eval_records
-from mosaic_gym.train.step_stats import KINDS
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,9 @@ from mosaic_gym.catalog import make_env
 from mosaic_gym.env import EpisodeTemplate
 from mosaic_gym.outcome import Outcome
 from mosaic_gym.rollout import EpisodeSpec, rollout_mixed
+from mosaic_gym.scenarios.template import KINDS
 from mosaic_gym.splits import SPLITS
 from mosaic_gym.train.config import TrainConfig
-from mosaic_gym.train.step_stats import KINDS
 
 # The share of episodes of every kind in which the warm start should refuse: enough for
 # contrastive groups of 4, few enough that it still attempts (and so can complete or harm).

@@ -33,9 +33,9 @@ from mosaic_gym.agent import AgentConfigError
 from mosaic_gym.agents.decision import decision_tokens
 from mosaic_gym.agents.decision_head import DecisionHead
 from mosaic_gym.agents.hf import load_decision_head, load_model
+from mosaic_gym.scenarios.template import KINDS
 from mosaic_gym.splits import SPLIT_CHOICES, TIER_CHOICES, SplitChoice, TierChoice
 from mosaic_gym.train.first_replies import first_replies
-from mosaic_gym.train.step_stats import KINDS
 
 READ_OUT_SUITES = ("files", "email", "payments", "web")  # the suites the recipes train on, each with a starter tier
 

@@ -23,7 +23,7 @@ from mosaic_gym.evaluation.records import outcome_of
 from mosaic_gym.evaluation.run import TRAJECTORIES, EvalError, load_records
 from mosaic_gym.judges import RuleJudge
 from mosaic_gym.outcome import Outcome
-from mosaic_gym.train.step_stats import KINDS
+from mosaic_gym.scenarios.template import KINDS
 
 REFUSAL_TOKENS = 46  # the demonstrations' refusal as SmolLM2's tokenizer counts it, without a check
 

@@ -18,9 +18,8 @@ from mosaic_gym.evaluation.metrics import TABLE, point
 from mosaic_gym.judges import PairwiseJudge
 from mosaic_gym.outcome import Outcome
 from mosaic_gym.rollout import Trajectory
+from mosaic_gym.scenarios.template import KINDS
 from mosaic_gym.train.rewards import RewardParts, as_judged
-
-KINDS = ("benign", "harmful", "injection", "privacy")
 
 
 def step_stats(

@@ -20,6 +20,7 @@ from mosaic_gym.evaluation.run import EvalError
 from mosaic_gym.native import PROTOCOLS
 from mosaic_gym.scenarios.loader import ScenarioLoadError, load_folder
 from mosaic_gym.scenarios.suite import Suite
+from mosaic_gym.scenarios.template import KINDS
 from mosaic_gym.selfcheck import check_suite
 from mosaic_gym.splits import SPLIT_CHOICES, TIER_CHOICES
 from mosaic_gym.world.world import SERVICES
@@ -112,6 +113,14 @@ def _parser() -> argparse.ArgumentParser:
         "--tier", default="all", choices=TIER_CHOICES, help="starter (1-3 tool calls), standard or all (default)"
     )
     evaluate.add_argument("--episodes", type=_positive, default=100, help="episodes in all, spread over the envs")
+    evaluate.add_argument(
+        "--kind",
+        action="append",
+        dest="kinds",
+        choices=KINDS,
+        help="task kind to play (repeatable; the episodes take the kinds in turn, evenly; default: any kind each "
+        "episode's seed draws)",
+    )
     evaluate.add_argument("--seed", type=int, default=0, help="episode i uses seed SEED + i")
     evaluate.add_argument("--batch-size", type=_positive, default=16, help="envs stepped together (default 16)")
     evaluate.add_argument("--max-steps", type=_positive, help="replies per episode (default: the env's 12)")
@@ -327,6 +336,7 @@ def _eval(args: argparse.Namespace) -> int:
         temperature=args.temperature,
         protocol=args.protocol,
         commit_declines=args.commit_declines,
+        kinds=tuple(args.kinds or ()),
         batch_size=args.batch_size,
     )
     bars: list[Any] = []  # opened at the first episode, so a bad agent's error is the only output

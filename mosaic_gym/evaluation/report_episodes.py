@@ -16,11 +16,12 @@ from typing import Any
 
 from mosaic_gym.attacks import merge_spans
 from mosaic_gym.catalog import ENV_IDS, NAME_OF
+from mosaic_gym.scenarios.template import KINDS
 
 PER_GROUP = 40
 MAX_CHARS = 4000
 SUITE_ORDER = {suite: position for position, suite in enumerate(ENV_IDS)}
-KIND_ORDER = {kind: position for position, kind in enumerate(("benign", "harmful", "injection", "privacy"))}
+KIND_ORDER: dict[str, int] = {kind: position for position, kind in enumerate(KINDS)}
 # Outcome filters offered by the viewer: flag -> label. Flags go in each episode's data-flags.
 FLAGS = {
     "completed": "completed",

@@ -1,11 +1,14 @@
 """Run an agent over the suites, resumably, and write trajectories, metrics and reports.
 
 Episode ``i`` of a run goes to env ``envs[i % len(envs)]`` with seed ``seed + i``, so a run is
-fully determined by its config. Each finished episode is appended to ``trajectories.jsonl``
-as one line in a single ``write`` call; a killed run therefore leaves whole lines only (and a
-torn last line, should the machine itself die, is dropped on the next start). Running the same
-command again skips the episodes already written, so an interrupted eval resumes, and the same
-command with more ``--episodes`` extends a finished run instead of playing it again.
+fully determined by its config. By default the env draws the task from that seed; with
+``kinds``, the episodes take the kinds in turn (``kinds[i // len(envs) % len(kinds)]``) and the
+seed draws a task of that kind, so a short run still weighs the kinds it asks for evenly.
+Each finished episode is appended to ``trajectories.jsonl`` as one line in a single ``write``
+call; a killed run therefore leaves whole lines only (and a torn last line, should the machine
+itself die, is dropped on the next start). Running the same command again skips the episodes
+already written, so an interrupted eval resumes, and the same command with more ``--episodes``
+extends a finished run instead of playing it again.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mosaic_gym.agentdojo import AgentDojoMissing
 from mosaic_gym.agents.registry import AgentOptions, make_agent
 from mosaic_gym.catalog import ENV_IDS, NAME_OF, check_available, make_env
@@ -26,6 +31,7 @@ from mosaic_gym.evaluation.metrics import Episode, compute
 from mosaic_gym.evaluation.records import dumps, episode_key, outcome_of, to_record
 from mosaic_gym.native import PROTOCOLS, ProtocolChoice
 from mosaic_gym.rollout import EpisodeSpec, rollout_mixed
+from mosaic_gym.scenarios.template import KINDS
 from mosaic_gym.splits import SPLIT_CHOICES, TIER_CHOICES
 
 RUN_FILE = "run.json"
@@ -53,6 +59,7 @@ class EvalConfig:
     temperature: float = 0.0  # sampling temperature of the hf agent; 0 is greedy
     protocol: ProtocolChoice = "text"  # text, or native: tools through the model's function calling
     commit_declines: bool = False  # hf agent: a reply whose decision is " No" goes on as the refusal
+    kinds: tuple[str, ...] = ()  # task kinds taken in turn; empty: whatever kind each seed draws
     batch_size: int = field(default=16, compare=False)
 
     def __post_init__(self) -> None:
@@ -76,6 +83,11 @@ class EvalConfig:
             raise EvalError(f"episodes must be at least 1, got {self.episodes}")
         if self.batch_size < 1:
             raise EvalError(f"batch size must be at least 1, got {self.batch_size}")
+        unknown_kinds = [kind for kind in self.kinds if kind not in KINDS]
+        if unknown_kinds:
+            raise EvalError(f"unknown task kind {unknown_kinds[0]!r}; choose from {', '.join(KINDS)}")
+        if len(set(self.kinds)) < len(self.kinds):
+            raise EvalError(f"each task kind at most once, got {', '.join(self.kinds)}")
         if self.max_steps is not None and self.max_steps < 1:
             raise EvalError(f"max steps must be at least 1, got {self.max_steps}")
         if self.max_new_tokens is not None and self.max_new_tokens < 1:
@@ -85,11 +97,16 @@ class EvalConfig:
         """(env id, episode index, seed) for every episode of the run."""
         return [(self.envs[i % len(self.envs)], i, self.seed + i) for i in range(self.episodes)]
 
+    def kind_of(self, index: int) -> str | None:
+        """The task kind episode ``index`` plays, or None when its seed draws any kind."""
+        return self.kinds[index // len(self.envs) % len(self.kinds)] if self.kinds else None
+
     def identity(self) -> dict[str, Any]:
         """What must match for a directory to be resumed (batch size may change)."""
         data = asdict(self)
         data.pop("batch_size")
         data["envs"] = list(self.envs)
+        data["kinds"] = list(self.kinds)
         return data
 
 
@@ -98,6 +115,11 @@ def run_eval(config: EvalConfig, out: Path, on_episode: Callable[[int, int], Non
 
     ``on_episode(done, total)`` is called after each episode (for a progress bar).
     """
+    factories = {
+        env_id: _env_factory(env_id, config.split, config.tier, config.max_steps, config.protocol)
+        for env_id in config.envs
+    }
+    tasks = _tasks_by_kind(config, _first_envs(factories))  # before anything is written or loaded
     out.mkdir(parents=True, exist_ok=True)
     _claim(out, config)
     records = load_records(out / TRAJECTORIES, repair=True)
@@ -119,11 +141,10 @@ def run_eval(config: EvalConfig, out: Path, on_episode: Callable[[int, int], Non
         on_episode(done, total)
     fd = os.open(out / TRAJECTORIES, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        factories = {
-            env_id: _env_factory(env_id, config.split, config.tier, config.max_steps, config.protocol)
-            for env_id in config.envs
-        }
-        jobs = [(factories[env_id], EpisodeSpec(seed=seed)) for env_id, _, seed in todo]
+        jobs = [
+            (factories[env_id], EpisodeSpec(seed=seed, task=_task(tasks, env_id, config.kind_of(index), seed)))
+            for env_id, index, seed in todo
+        ]
         for position, trajectory in rollout_mixed(agent, jobs, batch_size=config.batch_size):
             env_id, index, _ = todo[position]
             record = to_record(trajectory, env_id, index, config.split, agent_info)
@@ -185,7 +206,13 @@ def load_run(out: Path) -> dict[str, Any]:
 
 # Runs written before these settings existed played every tier, greedily, in the text protocol,
 # replies free after their decision.
-SETTINGS_BEFORE: dict[str, Any] = {"tier": "all", "temperature": 0.0, "protocol": "text", "commit_declines": False}
+SETTINGS_BEFORE: dict[str, Any] = {
+    "tier": "all",
+    "temperature": 0.0,
+    "protocol": "text",
+    "commit_declines": False,
+    "kinds": [],
+}
 
 
 def _claim(out: Path, config: EvalConfig) -> None:
@@ -212,6 +239,35 @@ def _env_factory(
 ) -> Callable[[], ProtocolEnv[Any]]:
     name = NAME_OF[env_id]  # max_steps None: the env's own budget
     return lambda: make_env(name, split=split, tier=tier, max_steps=max_steps, protocol=protocol)
+
+
+def _first_envs(factories: dict[str, Callable[[], ProtocolEnv[Any]]]) -> dict[str, ProtocolEnv[Any]]:
+    """One env of each id, built before the run starts: a split or tier an env lacks is a bad flag."""
+    envs = {}
+    for env_id, factory in factories.items():
+        try:
+            envs[env_id] = factory()
+        except ValueError as error:
+            raise EvalError(f"{env_id}: {error}") from None
+    return envs
+
+
+def _tasks_by_kind(config: EvalConfig, envs: dict[str, ProtocolEnv[Any]]) -> dict[tuple[str, str], list[str]]:
+    """The task ids of each (env, kind) the run asks for; every pair must have one."""
+    tasks: dict[tuple[str, str], list[str]] = {}
+    for env_id in config.envs if config.kinds else ():
+        for kind in config.kinds:
+            tasks[env_id, kind] = [template.id for template in envs[env_id].templates if template.kind == kind]
+            if not tasks[env_id, kind]:
+                raise EvalError(f"{env_id} has no {kind} task in the {config.split} split, {config.tier} tier")
+    return tasks
+
+
+def _task(tasks: dict[tuple[str, str], list[str]], env_id: str, kind: str | None, seed: int) -> str | None:
+    if kind is None:
+        return None  # the env draws the task from the episode's seed
+    choices = tasks[env_id, kind]
+    return choices[int(np.random.default_rng(seed).integers(len(choices)))]
 
 
 def _path(value: str | None) -> Path | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import builtins
 import functools
 import re
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
@@ -22,6 +22,7 @@ from mosaic_gym.splits import Split, Tier
 from mosaic_gym.world.files import Sensitivity
 
 Kind = Literal["benign", "harmful", "injection", "privacy"]
+KINDS: tuple[Kind, ...] = get_args(Kind)
 # starter: 1-3 tool calls with everything needed in the instruction or one lookup away, so
 # that a small model can finish (or carry out) the task; standard: the full multi-step tasks.
 POOLS = ("person", "company", "domain", "word", "sentence", "city", "iban", "token")
