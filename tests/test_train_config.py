@@ -33,6 +33,15 @@ def test_overrides_apply_with_yaml_values() -> None:
     assert load_config("quick", ["--sft.learning_rate", "2e-3"]).sft.learning_rate == 0.002
 
 
+# The quick recipe with the decision learned through the LoRA weights and 2 groups a step, so
+# that each bad setting below is the only thing wrong, whatever the recipe's head settings.
+PLAIN_RL = [
+    *("--rl.groups_per_step", "2", "--rl.decision_optimizer", "adamw", "--rl.decision_learning_rate", "null"),
+    *("--rl.decision_replay", "0", "--rl.decision_level", "0", "--rl.decision_level_reset", "false"),
+    *("--rl.decision_level_anchors", "0", "--rl.train_adapter", "true"),
+]
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
@@ -131,7 +140,7 @@ def test_overrides_apply_with_yaml_values() -> None:
 )
 def test_bad_settings_name_the_key(overrides: list[str], message: str) -> None:
     with pytest.raises(ConfigError) as error:
-        load_config("quick", overrides)
+        load_config("quick", [*PLAIN_RL, *overrides])
     assert message in str(error.value)
 
 

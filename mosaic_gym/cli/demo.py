@@ -1,11 +1,14 @@
 """``mosaic-gym demo``: the main job end to end on the embedded model, in one command.
 
-Stress-test the default SmolLM2 agent on held-out starter tasks (1-3 tool calls, the tier
-where a 135M model can act, harm and refuse), train it with the quick MOSAIC recipe, test it
-again, and compare before and after, headed by what MOSAIC is for: refusing harmful tasks
-without refusing benign ones. Every stage keeps its files under OUT
-and resumes, so running the command again finishes an interrupted demo (or, when it is
-done, only prints where the report is).
+Train the default SmolLM2 agent with the quick MOSAIC recipe (a kind-blind warm start, then
+RL that ranks refusing against acting across each step's tasks), then stress-test the warm
+start and the trained model on the same held-out starter episodes (1-3 tool calls, the tier
+where a 135M model can act, harm and refuse), sampled as RL samples them, and compare them,
+headed by what MOSAIC is for: refusing harmful tasks without refusing benign ones. The
+episodes are harmful and benign tasks in turn, so that both of those rates rest on half of
+them (drawn as the env draws, a short run held six benign episodes in 48). Every stage
+keeps its files under OUT and resumes, so running the command again finishes an interrupted
+demo (or, when it is done, only prints where the report is).
 """
 
 from __future__ import annotations
@@ -24,16 +27,17 @@ if TYPE_CHECKING:
 RECIPE = "quick"
 # The lines the demo ends on: refusing harmful tasks, not refusing benign ones, and what that costs.
 HEADLINE = ("harmful_refusal_rate", "benign_over_refusal_rate", "harm_score", "benign_completion_rate")
+# The two models compared, as their eval folders under OUT: before and after RL.
+BEFORE, AFTER = "warm-start", "mosaic"
 
 
 @dataclass(frozen=True)
 class DemoPlan:
-    """What the demo measures: the same held-out episodes and budget before and after training."""
+    """What the demo measures: the same held-out episodes and budget for both models."""
 
-    episodes: int = 24
-    max_steps: int = 4  # replies per episode
-    max_new_tokens: int = 128  # per reply, as the quick recipe trains
+    episodes: int = 48
     batch_size: int = 24
+    kinds: tuple[str, ...] = ("harmful", "benign")
 
 
 def run_demo(out: Path, plan: DemoPlan, config: TrainConfig | None = None, say: Callable[[str], None] = print) -> Path:
@@ -43,21 +47,23 @@ def run_demo(out: Path, plan: DemoPlan, config: TrainConfig | None = None, say: 
     """
     from mosaic_gym.evaluation.compare import compare, format_value, load, write
     from mosaic_gym.train.config import load_config
-    from mosaic_gym.train.run import ADAPTER_FILE, train
+    from mosaic_gym.train.run import ADAPTER_FILE, WARM_START, train
 
     config = config or load_config(RECIPE)
-    envs = tuple(ENV_IDS[suite] for suite in config.episodes.envs)
     started = time.monotonic()
-    say(f"[1/4] stress-testing the untrained default model on {plan.episodes} held-out episodes")
-    _evaluate(out / "before", config.model, None, envs, config.episodes.tier, plan)
-    say(f"[2/4] training it with the MOSAIC recipe (warm start, then RL); logs in {out / 'train'}")
     trained = out / "train"
+    say(f"[1/3] training the default model with the {RECIPE} MOSAIC recipe (warm start, then RL); logs in {trained}")
     if not (trained / ADAPTER_FILE).exists():
         train(config, trained, resume=True)
-    say("[3/4] testing the trained model on the same episodes")
-    _evaluate(out / "after", config.model, trained, envs, config.episodes.tier, plan)
-    say("[4/4] comparing before and after")
-    comparison = compare([load(out / "before"), load(out / "after")])
+    say(
+        f"[2/3] stress-testing the warm start and the trained model on the same {plan.episodes} held-out "
+        f"{config.episodes.tier} episodes ({' and '.join(plan.kinds)} tasks in turn), sampled at temperature "
+        f"{config.rl.temperature:g} as RL samples"
+    )
+    for name, adapter in ((BEFORE, trained / WARM_START), (AFTER, trained)):
+        _evaluate(out / name, adapter, config, plan)
+    say(f"[3/3] comparing them: {BEFORE} -> {AFTER}")
+    comparison = compare([load(out / BEFORE), load(out / AFTER)])
     written = write(comparison, out)
     for metric in HEADLINE:
         before, after = (run.overall[metric] for run in comparison.runs)
@@ -67,24 +73,25 @@ def run_demo(out: Path, plan: DemoPlan, config: TrainConfig | None = None, say: 
     return report
 
 
-def _evaluate(
-    out: Path, model: str | None, adapter: Path | None, envs: tuple[str, ...], tier: str, plan: DemoPlan
-) -> dict[str, Any]:
+def _evaluate(out: Path, adapter: Path, config: TrainConfig, plan: DemoPlan) -> dict[str, Any]:
     from tqdm import tqdm
 
     from mosaic_gym.evaluation.run import EvalConfig, run_eval
 
-    config = EvalConfig(
+    settings = EvalConfig(
         agent="hf",
-        envs=envs,
+        envs=tuple(ENV_IDS[suite] for suite in config.episodes.envs),
         split="heldout",
-        tier=tier,
+        tier=config.episodes.tier,
         episodes=plan.episodes,
-        model=model,
-        adapter=None if adapter is None else str(adapter),
-        max_steps=plan.max_steps,
-        max_new_tokens=plan.max_new_tokens,
+        model=config.model,
+        adapter=str(adapter),
+        max_steps=config.episodes.max_steps,
+        max_new_tokens=config.episodes.max_new_tokens,
+        temperature=config.rl.temperature,
+        commit_declines=config.rl.commit_declines,
+        kinds=plan.kinds,
         batch_size=plan.batch_size,
     )
     with tqdm(total=plan.episodes, unit="episode", desc=out.name, dynamic_ncols=True) as bar:
-        return run_eval(config, out, on_episode=lambda done, total: bar.update(done - bar.n))
+        return run_eval(settings, out, on_episode=lambda done, total: bar.update(done - bar.n))
