@@ -9,10 +9,12 @@ from typing import Any, Literal
 
 from mosaic_gym.agents.hf import load_model
 from mosaic_gym.train.config import TrainConfig, trl_fields
+from mosaic_gym.train.labelled_head import project_labelled_positions_only
 
 
 def load_base(config: TrainConfig) -> tuple[Any, Any]:
     """(model, tokenizer) with a pad token, ready to be wrapped by peft."""
+    project_labelled_positions_only()
     model, tokenizer = load_model(config.model, None, config.device, config.dtype)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
