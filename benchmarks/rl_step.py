@@ -2,6 +2,7 @@
 
     python benchmarks/rl_step.py [--config full] [--warm-start runs/warm/warm_start] [--steps 2]
                                  [--out runs/bench-rl] [--threads N] [--set section.key=VALUE ...]
+                                 [--every-position]
 
 Trains ``--steps`` RL steps of the recipe (from a warm start when given, else from the base
 model after a 1-step warm start) into a fresh folder, then reads the run's ``summary.json``
@@ -10,7 +11,10 @@ on the 2-core CPU, i.e. a few seconds per trajectory. Reference (docs/results.md
 standard-tier ``full`` recipe of 2026-11 took 216 s per step of 8 trajectories, 27 s each. On
 the starter tier with every decision, a replay and the level reset (float32, 2026-12, session
 12), playing took 54 s per trajectory before kept prompt starts and one batch across suites,
-and 6.4 s after (with one thread, beside another arm).
+and 6.4 s after (with one thread, beside another arm). ``--every-position`` leaves TRL's fused
+LM head projecting every position on CPU, as it did before session 27, to compare the loss
+passes (:mod:`mosaic_gym.train.labelled_head`): one step of ``full`` from a starter warm start
+took 185.4 s that way and 113.7 s without it, its loss passes 119 -> 58 s (session 27).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import shutil
 import statistics
 from pathlib import Path
 
+from mosaic_gym.train import policy
 from mosaic_gym.train.config import load_config
 from mosaic_gym.train.run import STEP_LOG, read_step_log, train
 
@@ -32,7 +37,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int)
     parser.add_argument("--out", type=Path, default=Path("runs/bench-rl"))
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any recipe override")
+    parser.add_argument("--every-position", action="store_true", help="TRL's LM head over every position")
     args = parser.parse_args()
+    if args.every_position:
+        policy.project_labelled_positions_only = lambda: None
     overrides = ["--rl.steps", str(args.steps), "--rl.save_steps", str(args.steps), "--probe.episodes_per_kind", "0"]
     overrides += ["--warm_start", str(args.warm_start)] if args.warm_start else ["--sft.steps", "1"]
     if args.threads:

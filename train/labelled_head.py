@@ -6,7 +6,8 @@ position, to keep tile shapes fixed for compilers that would recompile on each n
 (Neuron). Eager CPU compiles nothing, and there most positions are the prompt: a starter
 demonstration is ~980 tokens, ~185 of them the agent's, so four in five projections through
 SmolLM2's 49k-word head were thrown away. Projecting the labelled ones only gives the same
-loss and made an SFT forward and backward a third faster (docs/results.md, "The quick recipe").
+loss, made an SFT forward and backward a third faster and halved GRPO's loss passes, which
+label the completion only (docs/results.md, "The quick recipe").
 """
 
 from __future__ import annotations
