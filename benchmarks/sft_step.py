@@ -21,6 +21,7 @@ from typing import Any
 import torch
 import trl.trainer.utils as trl_utils
 from peft import get_peft_model
+from trl.kernels import chunked_logprob
 
 from mosaic_gym.train.config import load_config
 from mosaic_gym.train.demos import build_demos
@@ -36,16 +37,15 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    every_position = trl_utils._use_triton  # TRL's own switch, before load_base replaces it
     config = load_config(args.config)
     model, tokenizer = load_base(config)
-    labelled_only = trl_utils._use_triton
+    labelled_only = trl_utils._use_triton  # as load_base left it
     demos = build_demos(tokenizer, config.episodes, config.sft, config.seed).examples[: args.demos]
     trl_utils.add_fused_lm_head(model, outputs=("log_probs", "entropy", "is_top1"))  # as SFTTrainer asks
     model = get_peft_model(model, lora_config(config)).train()
     bf16 = next(model.parameters()).dtype == torch.bfloat16
     seconds: dict[str, list[float]] = {"every position": [], "labelled only": []}
-    modes = [("every position", every_position), ("labelled only", labelled_only)]
+    modes = [("every position", chunked_logprob._use_triton), ("labelled only", labelled_only)]  # TRL's own, ours
     for round_index in range(args.rounds + 1):
         for name, switch in modes:
             trl_utils._use_triton = switch
