@@ -215,6 +215,18 @@ def test_top_p_samples_only_the_nucleus(loaded: tuple[Any, Any]) -> None:
         assert set(chosen.tolist()) == allowed
 
 
+def test_sampling_follows_the_distribution_row_by_row(loaded: tuple[Any, Any]) -> None:
+    model, tokenizer = loaded
+    generator = BatchGenerator(model, tokenizer, Sampling(temperature=1.0))
+    probs = torch.tensor([0.5, 0.0, 0.3, 0.2])
+    chosen = generator._choose(probs.log().repeat(4000, 1), [generator._generator(seed) for seed in range(4000)])
+    frequencies = torch.bincount(chosen, minlength=4) / 4000
+    assert frequencies[1] == 0 and torch.allclose(frequencies, probs, atol=0.03)
+    # A row's token depends on its own seed only, not on the rows beside it.
+    alone = generator._choose(probs.log().unsqueeze(0), [generator._generator(7)])
+    assert alone.item() == chosen[7].item()
+
+
 # -- HFAgent through rollout ---------------------------------------------------------------
 
 

@@ -19,6 +19,10 @@ from mosaic_gym.scenarios.instantiate import ScenarioError, instantiate
 from mosaic_gym.scenarios.template import Template
 from mosaic_gym.tools import REGISTRY
 
+# libyaml's parser where PyYAML was built with it: the 260 built-in templates load in 0.2 s
+# instead of 1.9 s, which every process that opens a suite pays once.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 class ScenarioLoadError(ValueError):
     """One or more templates are invalid; ``problems`` lists each as 'file: field: reason'."""
@@ -60,7 +64,7 @@ def load_folder(folder: Path, services: Iterable[str] | None = None) -> list[Tem
 
 def _load(path: Path, problems: list[str], services: Iterable[str] | None) -> Template | None:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_YAML_LOADER)
     except OSError as error:
         problems.append(f"{path}: cannot read: {error.strerror}")
         return None
