@@ -365,6 +365,21 @@ def test_adapter_for_another_model_is_a_one_line_error(tiny: Path, tmp_path: Pat
     assert "does not fit this model" in message
 
 
+def test_an_adapter_is_merged_into_the_model_it_loads_on(tiny: Path, tmp_path: Path) -> None:
+    peft = pytest.importorskip("peft")
+    base, _ = load_model(str(tiny), None, "cpu", "float32")
+    config = peft.LoraConfig(r=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    peft.get_peft_model(base, config).save_pretrained(tmp_path / "adapter")
+    merged, _ = load_model(str(tiny), tmp_path / "adapter", "cpu", "float32")
+    unmerged = peft.PeftModel.from_pretrained(load_model(str(tiny), None, "cpu", "float32")[0], tmp_path / "adapter")
+    assert not isinstance(merged, peft.PeftModel) and not any("lora" in name for name, _ in merged.named_modules())
+    ids = torch.tensor([[1, 5, 9, 13, 2]])
+    with torch.no_grad():
+        logits = merged(ids).logits
+        assert torch.allclose(logits, unmerged(ids).logits, atol=1e-5)
+        assert not torch.allclose(logits, load_model(str(tiny), None, "cpu", "float32")[0](ids).logits, atol=1e-3)
+
+
 # -- through the command-line layer --------------------------------------------------------
 
 
