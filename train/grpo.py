@@ -60,7 +60,7 @@ from mosaic_gym.train.decision_points import (
 from mosaic_gym.train.decision_rank import group_verdicts
 from mosaic_gym.train.decision_replay import DecisionReplay
 from mosaic_gym.train.margin_step import head_step, margin_step
-from mosaic_gym.train.policy import frozen_copy, last_checkpoint, lora_config, quiet_progress, trainer_args
+from mosaic_gym.train.policy import PlayModel, frozen_copy, last_checkpoint, lora_config, quiet_progress, trainer_args
 from mosaic_gym.train.rewards import RewardParts, group_rewards
 from mosaic_gym.train.step_stats import step_stats
 
@@ -148,6 +148,7 @@ class EpisodeRollout:
         self.judge = judge
         self.log = log  # one JSON line of step statistics per step, appended as it happens
         self._agent: HFAgent | None = None
+        self._plays = PlayModel()
         self.head: DecisionHead | None = None  # rl.decision_optimizer "head": the rollouts decide with it
         self._parts: list[RewardParts] = []
         self._step = _Step(None, {}, [], [], [], [], None, [])
@@ -264,7 +265,7 @@ class EpisodeRollout:
 
     def _play(self, episodes: list[dict[str, Any]], trainer: Any) -> list[Trajectory]:
         model = trainer.accelerator.unwrap_model(trainer.model)
-        agent = self._policy_agent(model)
+        agent = self._policy_agent(self._plays.of(model))
         process = trainer.accelerator.process_index
         agent.sampling = replace(agent.sampling, seed=hash((self.config.seed, trainer.state.global_step, process)))
         group_size = self.config.rl.group_size

@@ -58,6 +58,42 @@ def frozen_copy(model: Any) -> Any:
     return reference
 
 
+class PlayModel:
+    """The policy as RL plays sample it: a copy with the adapter merged into its weights, made
+    again only once the policy's weights change (never, while ``rl.train_adapter`` is false).
+    Sampling runs the plain model's forward: peft's two extra products and casts per adapted
+    layer cost 28% of a decode step at batch 24 on this CPU. The loss passes still run the
+    policy itself; the two differ by one rounding of each merged weight to the model's dtype."""
+
+    def __init__(self) -> None:
+        self._merged: Any = None
+        self._versions: tuple[int, ...] = ()
+
+    def of(self, policy: Any) -> Any:
+        """The merged copy of ``policy``, or ``policy`` itself if it has no adapter."""
+        from peft import PeftModel
+
+        if not isinstance(policy, PeftModel):
+            return policy
+        # Every in-place write to a weight (an optimizer step) bumps its version counter.
+        versions = tuple(parameter._version for parameter in policy.parameters())
+        if self._merged is None or versions != self._versions:
+            self._merged = _merged_copy(policy)
+            self._versions = versions
+        return self._merged
+
+
+def _merged_copy(policy: Any) -> Any:
+    import copy
+
+    import torch
+
+    with torch.no_grad():
+        merged = copy.deepcopy(policy).merge_and_unload()
+    merged.eval().requires_grad_(False)
+    return merged
+
+
 def trainer_args(
     config: TrainConfig,
     stage: Literal["sft", "rl"],
