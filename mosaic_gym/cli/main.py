@@ -192,7 +192,7 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo",
         help="the main job on the embedded model: train it (quick recipe), then test the warm start and the "
-        "trained model on the same held-out harmful and benign tasks and compare (~19 min on 2 CPU cores)",
+        "trained model on the same held-out harmful and benign tasks and compare (~14 min on 2 CPU cores)",
     )
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="where everything goes (default runs/demo)")
     demo.add_argument("--episodes", type=_positive, default=48, help="held-out episodes per model (default 48)")
