@@ -147,8 +147,9 @@ def _cached_or_unreachable(repo_id: str) -> bool:
 def _with_adapter(network: Any, adapter: Path) -> Any:
     """The model with ``adapter``'s weights merged into its own, as a deployed model runs: the
     low-rank product is added once, so a forward pass is the plain model's. Unmerged, peft runs
-    two more matrix products and casts in every adapted layer (28% of decode time at batch 24
-    on this CPU); merging rounds each weight to the model's dtype once."""
+    two more matrix products and casts in every adapted layer (a third of a decode step at
+    batch 24 on this CPU, benchmarks/decode_step.py); merging rounds each weight to the model's
+    dtype once."""
     from peft import PeftModel
 
     try:

@@ -62,7 +62,7 @@ class PlayModel:
     """The policy as RL plays sample it: a copy with the adapter merged into its weights, made
     again only once the policy's weights change (never, while ``rl.train_adapter`` is false).
     Sampling runs the plain model's forward: peft's two extra products and casts per adapted
-    layer cost 28% of a decode step at batch 24 on this CPU. The loss passes still run the
+    layer cost a third of a decode step at batch 24 on this CPU. The loss passes still run the
     policy itself; the two differ by one rounding of each merged weight to the model's dtype."""
 
     def __init__(self) -> None:
