@@ -25,6 +25,7 @@ from mosaic_gym.rollout import EpisodeSpec, rollout_mixed
 from mosaic_gym.scenarios.template import KINDS
 from mosaic_gym.splits import SPLITS
 from mosaic_gym.train.config import TrainConfig
+from mosaic_gym.train.policy import PlayModel
 
 # The share of episodes of every kind in which the warm start should refuse: enough for
 # contrastive groups of 4, few enough that it still attempts (and so can complete or harm).
@@ -78,7 +79,7 @@ def run_probe(config: TrainConfig, model: Any, tokenizer: Any) -> dict[str, dict
         top_p=config.rl.top_p,
         seed=config.probe.seed,
     )
-    agent = HFAgent.wrap(model, tokenizer, sampling)
+    agent = HFAgent.wrap(PlayModel().of(model), tokenizer, sampling)  # sampled as RL plays sample
     plans = {split: probe_plan(config, split) for split in SPLITS}
     total = sum(len(specs) for plan in plans.values() for specs in plan.values())
     was_training = model.training
