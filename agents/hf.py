@@ -144,19 +144,24 @@ def _cached_or_unreachable(repo_id: str) -> bool:
     return False
 
 
+def peft_adapter(network: Any, adapter: Path, trainable: bool = False) -> Any:
+    """``network`` wrapped by peft with the adapter in ``adapter``, unmerged."""
+    from peft import PeftModel
+
+    with warnings.catch_warnings():
+        # peft asks transformers a deprecated question while loading: not the user's concern.
+        warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.* is deprecated")
+        return PeftModel.from_pretrained(network, str(adapter), is_trainable=trainable)
+
+
 def _with_adapter(network: Any, adapter: Path) -> Any:
     """The model with ``adapter``'s weights merged into its own, as a deployed model runs: the
     low-rank product is added once, so a forward pass is the plain model's. Unmerged, peft runs
     two more matrix products and casts in every adapted layer (a third of a decode step at
     batch 24 on this CPU, benchmarks/decode_step.py); merging rounds each weight to the model's
     dtype once."""
-    from peft import PeftModel
-
     try:
-        with warnings.catch_warnings():
-            # peft asks transformers a deprecated question while loading: not the user's concern.
-            warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.* is deprecated")
-            return PeftModel.from_pretrained(network, str(adapter)).merge_and_unload()
+        return peft_adapter(network, adapter).merge_and_unload()
     except (OSError, ValueError, RuntimeError, KeyError) as error:
         lines = [line.strip() for line in str(error).splitlines()]
         detail = next((line for line in lines if "size mismatch" in line), _first_line(error))

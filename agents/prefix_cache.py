@@ -35,11 +35,9 @@ class PrefixCache:
         return len(self._entries)
 
     def follow(self, model: Any) -> None:
-        """Drop every entry if ``model``'s weights were written since the entries were made.
-
-        Every in-place write (an optimizer step, a loaded state dict) bumps a tensor's version
-        counter, so comparing the counters catches each one without reading a weight."""
-        weights = tuple(parameter._version for parameter in model.parameters())
+        """Drop every entry if ``model``'s weights were written since the entries were made
+        (:func:`weight_versions`, which reads no weight)."""
+        weights = weight_versions(model)
         if weights != self._weights:
             self._entries.clear()
             self._bytes = 0
@@ -69,6 +67,13 @@ class PrefixCache:
         while self._bytes > self.budget_bytes:
             _, dropped = self._entries.popitem(last=False)
             self._bytes -= _size(dropped)
+
+
+def weight_versions(model: Any) -> tuple[int, ...]:
+    """The version counter of every weight of ``model``: each in-place write to a weight (an
+    optimizer step, a loaded state dict) bumps its own, so two readings differ exactly when a
+    weight was written between them."""
+    return tuple(parameter._version for parameter in model.parameters())
 
 
 def _size(layers: list[LayerKV]) -> int:

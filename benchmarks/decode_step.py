@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import argparse
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
-from peft import PeftModel
 
 from mosaic_gym.agents.generation import BatchGenerator, Sampling
-from mosaic_gym.agents.hf import load_model
+from mosaic_gym.agents.hf import load_model, peft_adapter
 
 
 def decode_ms(model: Any, tokenizer: Any, batch: int, context: int, steps: int) -> tuple[float, float]:
@@ -72,9 +70,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     merged, tokenizer = load_model(None, args.adapter, None, None)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.* is deprecated")  # peft asks
-        unmerged = PeftModel.from_pretrained(load_model(None, None, None, None)[0], str(args.adapter)).eval()
+    unmerged = peft_adapter(load_model(None, None, None, None)[0], args.adapter).eval()
     print(f"{torch.get_num_threads()} threads, {merged.dtype}, {args.context}-token start, {args.steps} steps")
     print(f"{'batch':>5} {'unmerged ms':>12} {'merged ms':>10} {'sampling ms':>12}")
     for batch in args.batches:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from mosaic_gym.agents.hf import load_model
+from mosaic_gym.agents.hf import load_model, peft_adapter
+from mosaic_gym.agents.prefix_cache import weight_versions
 from mosaic_gym.train.config import TrainConfig, trl_fields
 from mosaic_gym.train.labelled_head import project_labelled_positions_only
 
@@ -38,12 +38,7 @@ def from_warm_start(base: Any, warm_start: Path) -> Any:
     """The warm-start adapter, trainable. Given such a model, TRL's GRPOTrainer keeps a frozen
     copy of it as the KL reference, so the KL term pulls towards the warm-started policy
     rather than towards the base model."""
-    from peft import PeftModel
-
-    with warnings.catch_warnings():
-        # peft asks transformers a deprecated question while loading: not the user's concern.
-        warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.* is deprecated")
-        return PeftModel.from_pretrained(base, str(warm_start), is_trainable=True)
+    return peft_adapter(base, warm_start, trainable=True)
 
 
 def frozen_copy(model: Any) -> Any:
@@ -75,8 +70,7 @@ class PlayModel:
 
         if not isinstance(policy, PeftModel):
             return policy
-        # Every in-place write to a weight (an optimizer step) bumps its version counter.
-        versions = tuple(parameter._version for parameter in policy.parameters())
+        versions = weight_versions(policy)
         if self._merged is None or versions != self._versions:
             self._merged = _merged_copy(policy)
             self._versions = versions
