@@ -142,6 +142,19 @@ def test_train_interrupt_resume_and_final_adapter(
     assert trajectory.outcome is not None
 
 
+def test_a_step_is_timed_until_the_next_begins_so_work_between_steps_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = iter([0.0, 1.0, 4.0, 10.0, 12.0])  # created; step 1 begins; step 2 begins; training ends; report
+    monkeypatch.setattr(run_module.time, "monotonic", lambda: next(clock))
+    timer = run_module.StepTimer()
+    callback = timer.callback()
+    callback.on_step_begin(None, None, None)
+    callback.on_step_end(None, None, None)  # a level reset or a checkpoint would run here
+    callback.on_step_begin(None, None, None)
+    callback.on_train_end(None, None, None)
+    assert timer.durations == [3.0, 6.0]
+    assert timer.report() == {"steps_this_session": 2, "seconds": 12.0, "seconds_per_step": 4.5}
+
+
 def test_the_decision_ranking_and_its_level_join_the_loss_of_each_step(tiny: Path, tmp_path: Path) -> None:
     # With the rule judge, the forced refusal wins a harmful group and loses a benign one to
     # harmless gibberish (whose format errors cost it only the format reward, not the judge's

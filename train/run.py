@@ -191,12 +191,19 @@ def _peak_memory_gb() -> float:
 
 
 class StepTimer:
-    """Seconds per optimizer step of a stage, measured from the trainer's own step events."""
+    """Seconds per optimizer step of a stage, from one step's start to the next's (the last to the
+    end of training): what callbacks do between steps (the level reset, checkpoints, logs) is
+    the step's cost too."""
 
     def __init__(self) -> None:
         self.durations: list[float] = []
-        self._began = 0.0
+        self._began: float | None = None
         self._started = time.monotonic()
+
+    def _close_step(self, now: float) -> None:
+        if self._began is not None:
+            self.durations.append(now - self._began)
+            self._began = None
 
     def callback(self) -> Any:
         from transformers import TrainerCallback
@@ -205,10 +212,12 @@ class StepTimer:
 
         class _Callback(TrainerCallback):
             def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-                timer._began = time.monotonic()
+                now = time.monotonic()
+                timer._close_step(now)
+                timer._began = now
 
-            def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-                timer.durations.append(time.monotonic() - timer._began)
+            def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+                timer._close_step(time.monotonic())
 
         return _Callback()
 
