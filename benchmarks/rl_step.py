@@ -15,6 +15,8 @@ and 6.4 s after (with one thread, beside another arm). ``--every-position`` leav
 LM head projecting every position on CPU, as it did before session 27, to compare the loss
 passes (:mod:`mosaic_gym.train.labelled_head`): one step of ``full`` from a starter warm start
 took 185.4 s that way and 113.7 s without it, its loss passes 119 -> 58 s (session 27).
+Since session 29 a step is timed from its start to the next's, so the level reset after it
+counts (74-104 s of a 206 s both-tier ``full`` step); the figures above were timed without it.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ def main() -> None:
     print(f"  seconds per step        {per_step:7.1f}")
     print(f"  seconds per trajectory  {per_step / trajectories:7.1f}")
     print(f"  playing the episodes    {rollout / per_step:7.0%}  ({rollout / trajectories:.1f} s per trajectory)")
-    print(f"  loss passes and update  {1 - rollout / per_step:7.0%}")
+    print(f"  the rest of the step    {1 - rollout / per_step:7.0%}  (loss passes, update, decision step, level reset)")
     print(f"  agent tokens/episode    {statistics.mean(s['episodes/mean_tokens'] for s in steps):7.0f}")
     print(f"  peak memory             {summary['peak_memory_gb']:7.2f} GB")
 
