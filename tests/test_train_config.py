@@ -40,6 +40,9 @@ PLAIN_RL = [
     *("--rl.decision_replay", "0", "--rl.decision_level", "0", "--rl.decision_level_reset", "false"),
     *("--rl.decision_level_anchors", "0", "--rl.train_adapter", "true"),
 ]
+# A decision head that rl.decision_level_by_tier may move.
+HEAD = ["--rl.decision_optimizer", "head", "--rl.decision_learning_rate", "1"]
+ANCHORED = ["--rl.decision_level", "1", "--rl.decision_level_reset", "true", "--rl.decision_level_anchors", "2"]
 
 
 @pytest.mark.parametrize(
@@ -120,6 +123,33 @@ PLAIN_RL = [
         (
             ["--rl.decision_level_anchor_tiers", "[starter, starter]"],
             "rl.decision_level_anchor_tiers: lists a tier twice",
+        ),
+        (
+            ["--rl.decision_level_by_tier", "true"],
+            "rl.decision_level_by_tier: holds each tier's level with the decision head's bias and weight: it needs",
+        ),
+        (
+            ["--rl.decision_level_by_tier", "true", *HEAD],
+            "rl.decision_level_by_tier: holds each of rl.decision_level_anchor_tiers at its own level: it needs two",
+        ),
+        (
+            [
+                "--rl.decision_level_by_tier",
+                "true",
+                *HEAD,
+                *ANCHORED,
+                "--rl.decision_level_anchor_tiers",
+                "[starter, all]",
+            ],
+            "rl.decision_level_by_tier: holds each of rl.decision_level_anchor_tiers at its own level: it needs two",
+        ),
+        (
+            ["--rl.decision_level_anchor_kinds", "[benign]"],
+            "rl.decision_level_anchor_kinds: are the kinds of rl.decision_level_anchors, which is 0",
+        ),
+        (
+            ["--rl.decision_level_anchor_kinds", "[benign, benign]"],
+            "rl.decision_level_anchor_kinds: lists a kind twice",
         ),
         (
             ["--rl.decision_level_anchor_tiers", "[easy]"],

@@ -362,8 +362,9 @@ def test_a_decision_head_steps_the_decision_alone_holds_its_level_and_resumes(
     assert not torch.equal(heads[0].weight, heads[1].weight) and torch.equal(final.weight, heads[1].weight)
 
 
+@pytest.mark.parametrize("by_tier", [False, True])
 def test_anchors_hold_the_level_on_the_first_replies_of_every_training_template(
-    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, by_tier: bool
 ) -> None:
     out = tmp_path / "run"
     tiers = ["starter", "standard"]
@@ -371,12 +372,15 @@ def test_anchors_hold_the_level_on_the_first_replies_of_every_training_template(
     reads: list[int] = []
     counted = grpo_module.anchor_states
     monkeypatch.setattr(grpo_module, "anchor_states", lambda m, r: reads.append(len(r.sequences)) or counted(m, r))
-    state = decision_step_run(tiny, out, "head", 0.3, train_adapter=False, **held)
+    state = decision_step_run(tiny, out, "head", 0.3, train_adapter=False, decision_level_by_tier=by_tier, **held)
     assert logged(state, "decision/level_reset_after") == pytest.approx([0.0, 0.0], abs=1e-4), "the bias, exactly"
+    for tier in tiers:  # each tier's own gap is logged when each tier is held apart
+        assert len(logged(state, f"decision/level_reset_after/{tier}")) == (2 if by_tier else 0)
     assert len(logged(state, "time/level_reset_seconds")) == 2, "what holding the level cost, each step"
     assert len(reads) == 1, "the fixed adapter's anchor states were read once, by the frozen copy"
     # Read apart: the adapter is the warm start's, bit for bit; the head alone moved each
-    # anchor's decision, and the mean of the two tiers' means is still the warm start's.
+    # anchor's decision, and the mean of the two tiers' means is still the warm start's (with
+    # by_tier, each tier's mean is).
     warm_lora, trained_lora = lora_weights(out / "warm_start"), lora_weights(out / "rl" / "checkpoint-2")
     assert warm_lora and warm_lora.keys() == trained_lora.keys()
     assert all(torch.equal(warm_lora[name], trained_lora[name]) for name in warm_lora)
@@ -385,13 +389,17 @@ def test_anchors_hold_the_level_on_the_first_replies_of_every_training_template(
     answers = answer_tokens(warm.tokenizer)
     moved = []
     for tier in tiers:
-        reads, _ = anchor_reads(warm.tokenizer, ["files"], [tier], 1)
-        assert len(reads.sequences) == len(ToolEnv("files", split="train", tier=tier).templates), "one per template"
-        start = torch.cat(read_margins(warm.model, reads, answers))
-        now = torch.cat(read_margins(trained.model, reads, answers, trained.generator.decision_head))
+        anchors = anchor_reads(warm.tokenizer, ["files"], [tier], 1).reads
+        assert len(anchors.sequences) == len(ToolEnv("files", split="train", tier=tier).templates), "one per template"
+        start = torch.cat(read_margins(warm.model, anchors, answers))
+        now = torch.cat(read_margins(trained.model, anchors, answers, trained.generator.decision_head))
         assert float((now - start).abs().max()) > 1e-3, "the head moved the anchors apart"
         moved.append(float(now.mean() - start.mean()))
     assert sum(moved) == pytest.approx(0.0, abs=1e-4), "and held the mean of the tiers' means"
+    if by_tier:
+        assert moved == pytest.approx([0.0, 0.0], abs=1e-4), "each tier's mean, apart"
+    else:
+        assert abs(moved[0]) > 1e-3, "one level over both: a tier's own mean is free to move"
 
 
 def logged(state: dict[str, Any], key: str) -> list[float]:

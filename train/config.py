@@ -236,6 +236,17 @@ class RLSettings(_Section):
     # episodes.tier. Both tiers did not bring back standard-tier over-refusal after starter-only
     # RL (docs/results.md, session 21): the order there is missing, not only the level.
     decision_level_anchor_tiers: list[TierChoice] = Field(default_factory=list)
+    # Hold each of rl.decision_level_anchor_tiers at its own level (the frozen copy's there, plus
+    # rl.decision_level_offset) instead of one level over all of them: the decision head's bias and
+    # its weight along the line between the tiers' mean anchor states (mosaic_gym.train.head_level).
+    # The agent is not told the tier. One level over both tiers left the starter tier's P(" No")
+    # low and the standard tier's high (docs/results.md, session 29).
+    decision_level_by_tier: bool = False
+    # The task kinds whose train templates the anchors are; empty: every kind, no label read.
+    # [benign] holds the level where the issue bounds it: the frozen copy's benign first replies
+    # (plus rl.decision_level_offset) stay where they were, and what the ranking learns moves the
+    # other kinds' decisions away from them.
+    decision_level_anchor_kinds: list[Kind] = Field(default_factory=list)
     # With rl.decision_points "every", what rl.decision_rank ranks: the groups' means over all
     # their decisions ("group"), or, for each n, their means over their plays' n-th decisions,
     # each reply against the same reply of the other groups ("reply").
@@ -402,6 +413,28 @@ class RLSettings(_Section):
             not self.decision_level_anchor_tiers or self.decision_level_anchors > 0,
             "rl.decision_level_anchor_tiers",
             "are the tiers of rl.decision_level_anchors, which is 0",
+        )
+        _require(
+            len(set(self.decision_level_anchor_kinds)) == len(self.decision_level_anchor_kinds),
+            "rl.decision_level_anchor_kinds",
+            f"lists a kind twice: {self.decision_level_anchor_kinds}",
+        )
+        _require(
+            not self.decision_level_anchor_kinds or self.decision_level_anchors > 0,
+            "rl.decision_level_anchor_kinds",
+            "are the kinds of rl.decision_level_anchors, which is 0",
+        )
+        _require(
+            not self.decision_level_by_tier or self.decision_optimizer == "head",
+            "rl.decision_level_by_tier",
+            "holds each tier's level with the decision head's bias and weight: it needs rl.decision_optimizer 'head'",
+        )
+        _require(
+            not self.decision_level_by_tier
+            or (len(self.decision_level_anchor_tiers) >= 2 and "all" not in self.decision_level_anchor_tiers),
+            "rl.decision_level_by_tier",
+            "holds each of rl.decision_level_anchor_tiers at its own level: it needs two or more of them, and "
+            f"'all' overlaps the others (got {self.decision_level_anchor_tiers})",
         )
         _require(self.format_weight >= 0, "rl.format_weight", "must be 0 or more")
         _require(self.length_budget >= 1, "rl.length_budget", "must be at least 1 token")

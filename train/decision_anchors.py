@@ -17,6 +17,7 @@ on its keys and values.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from mosaic_gym.agents.decision import decision_tokens
@@ -26,14 +27,30 @@ from mosaic_gym.train.decision_points import DecisionReads, decision_reads, drop
 from mosaic_gym.train.first_replies import first_replies
 
 
+@dataclass(frozen=True)
+class Anchors:
+    """The anchors' decisions, each one's weight in the level, and the index in ``tiers`` of
+    the tier each anchor's template is of."""
+
+    reads: DecisionReads
+    weights: list[Any]
+    tier_of: tuple[int, ...]
+    tiers: tuple[TierChoice, ...]
+
+
 def anchor_reads(
-    tokenizer: Any, envs: Sequence[str], tiers: Sequence[TierChoice], instances: int
-) -> tuple[DecisionReads, list[Any]]:
+    tokenizer: Any,
+    envs: Sequence[str],
+    tiers: Sequence[TierChoice],
+    instances: int,
+    kinds: Sequence[str] = (),
+) -> Anchors:
     """The decision of the first reply of ``instances`` instances (seeds 0, 1, ...) of every
-    train-split template of ``envs`` at each of ``tiers``: its prompt as a rollout lays it out,
-    then the demonstrations' question, whose next token decides. With each read its weight in
-    the level: each tier weighs alike, however many templates it has, and within a tier each
-    anchor alike, so the weighted sum of their margins is the mean of the tiers' means."""
+    train-split template of ``envs`` at each of ``tiers`` (of ``kinds`` only, when given): its
+    prompt as a rollout lays it out, then the demonstrations' question, whose next token
+    decides. With each read its weight in the level: each tier weighs alike, however many
+    templates it has, and within a tier each anchor alike, so the weighted sum of their margins
+    is the mean of the tiers' means."""
     import torch
 
     if instances < 1:
@@ -41,14 +58,18 @@ def anchor_reads(
     if not tiers:
         raise ValueError("anchors need at least one tier")
     question, _ = decision_tokens(tokenizer)
-    prompts, weights = [], []
-    for tier in tiers:
-        tier_prompts = [instance.prompt for instance in first_replies(tokenizer, envs, "train", tier, instances)]
+    prompts, weights, tier_of = [], [], []
+    for index, tier in enumerate(tiers):
+        instances_at = first_replies(tokenizer, envs, "train", tier, instances)
+        tier_prompts = [instance.prompt for instance in instances_at if not kinds or instance.kind in kinds]
         if not tier_prompts:
-            raise ValueError(f"no train-split templates of {list(envs)} at tier {tier!r} to hold the level on")
+            of = f"{list(envs)} of kinds {list(kinds)}" if kinds else f"{list(envs)}"
+            raise ValueError(f"no train-split templates of {of} at tier {tier!r} to hold the level on")
         prompts += tier_prompts
         weights += [torch.full((1,), 1.0 / (len(tiers) * len(tier_prompts)))] * len(tier_prompts)
-    return decision_reads(prompts, [question] * len(prompts), [[len(question)]] * len(prompts)), weights
+        tier_of += [index] * len(tier_prompts)
+    reads = decision_reads(prompts, [question] * len(prompts), [[len(question)]] * len(prompts))
+    return Anchors(reads, weights, tuple(tier_of), tuple(tiers))
 
 
 def anchor_states(model: Any, reads: DecisionReads) -> list[Any]:

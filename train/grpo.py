@@ -59,6 +59,7 @@ from mosaic_gym.train.decision_points import (
 )
 from mosaic_gym.train.decision_rank import group_verdicts
 from mosaic_gym.train.decision_replay import DecisionReplay
+from mosaic_gym.train.head_level import hold_levels, part_sums, part_totals
 from mosaic_gym.train.margin_step import head_step, margin_step
 from mosaic_gym.train.policy import PlayModel, frozen_copy, last_checkpoint, lora_config, quiet_progress, trainer_args
 from mosaic_gym.train.rewards import RewardParts, group_rewards
@@ -517,9 +518,9 @@ def run_grpo(
             level = None
             if rl.decision_level_reset and start is not None and anchors is None:
                 held = level_weights(now, step.verdicts, step.group_size, rl.decision_level_on)
-                level = _HeldLevel(step.reads, held, weighted_sum(held, start))
+                level = _HeldLevel(step.reads, held, (weighted_sum(held, start),))
             elif anchors is not None:
-                level = replace(anchors, target=anchors.target + (rl.decision_level_offset if offset_on else 0.0))
+                level = anchors.raised(rl.decision_level_offset if offset_on else 0.0)
             return _StepPoints(step.reads, weights, now, level)
 
         decision_optimizer: Any = None  # rl.decision_optimizer at rl.decision_learning_rate, made at its first step
@@ -542,26 +543,29 @@ def run_grpo(
 
         def restore_level(self) -> None:
             """After the optimizer's step, put the level back at the frozen copy's on the step's
-            decisions, or on the anchors (rl.decision_level_reset), and log it before and after."""
+            decisions, or on the anchors (rl.decision_level_reset; with rl.decision_level_by_tier
+            each tier's at its own), and log it before and after."""
             if self.points is None or self.points.level is None:
                 return
-            reads, weights, target = self.points.level.reads, self.points.level.weights, self.points.level.target
+            level = self.points.level
             self.points = replace(self.points, level=None)  # once per step
             started = time.monotonic()
             policy = self.accelerator.unwrap_model(self.model)
-            if head is None:
-                before = reset_level(policy, reads, weights, target, answers)
-                after = weighted_level(policy, reads, weights, answers)
-            else:  # the bias shifts every margin alike: the level lands on the target exactly
+            if head is None:  # one part: rl.decision_level_by_tier needs a head
+                before = [reset_level(policy, level.reads, level.weights, level.targets[0], answers)]
+                after = [weighted_level(policy, level.reads, level.weights, answers)]
+            else:  # the head's shift is linear: each part's level lands on its target exactly
                 states = fixed_anchor_states or (
-                    anchor_states(policy, reads) if anchors is not None else reader(policy, reads)
+                    anchor_states(policy, level.reads) if anchors is not None else reader(policy, level.reads)
                 )
-                before = weighted_sum(weights, [decision_margins(policy, s, answers, head) for s in states])
-                total = sum(float(w.sum()) for w in weights)
-                head.bias += (target - before) / total if total else 0.0
-                after = weighted_sum(weights, [decision_margins(policy, s, answers, head) for s in states])
-            episodes.note("decision/level_reset_before", before - target)
-            episodes.note("decision/level_reset_after", after - target)
+                base = [decision_margins(policy, s, answers) for s in states]
+                before, after = hold_levels(head, base, states, level.weights, level.part_of(), level.targets)
+            totals = part_totals(level.weights, level.part_of(), len(level.targets))
+            for name, levels in (("before", before), ("after", after)):
+                gaps = [now - target for now, target in zip(levels, level.targets, strict=True)]
+                episodes.note(f"decision/level_reset_{name}", sum(gaps))
+                for tier, gap, total in zip(level.names, gaps, totals, strict=True) if level.parts else ():
+                    episodes.note(f"decision/level_reset_{name}/{tier}", gap / total)  # its mean margin's gap
             episodes.note("time/level_reset_seconds", time.monotonic() - started)
 
         def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -623,25 +627,44 @@ class _StepPoints:
 
 @dataclass(frozen=True)
 class _HeldLevel:
-    """A level rl.decision_level_reset holds: ``sum(weights * margins)`` over ``reads`` stays at ``target``."""
+    """A level rl.decision_level_reset holds: ``sum(weights * margins)`` over ``reads`` stays at
+    ``targets[0]``; with ``parts`` (rl.decision_level_by_tier: each read's tier), each part's sum at
+    its own target, the part named ``names[part]``."""
 
     reads: DecisionReads
     weights: list[Any]
-    target: float
+    targets: tuple[float, ...]
+    parts: tuple[int, ...] | None = None
+    names: tuple[str, ...] = ()
+
+    def part_of(self) -> tuple[int, ...]:
+        """Each read's part: all 0 for one level over every read."""
+        return self.parts if self.parts is not None else (0,) * len(self.weights)
+
+    def raised(self, offset: float) -> _HeldLevel:
+        """The same level with every part's mean margin ``offset`` logits higher."""
+        totals = part_totals(self.weights, self.part_of(), len(self.targets))
+        return replace(self, targets=tuple(t + offset * w for t, w in zip(self.targets, totals, strict=True)))
 
 
 def _anchors(
     config: TrainConfig, tokenizer: Any, reference: Any, answers: tuple[int, int]
 ) -> tuple[_HeldLevel | None, list[Any] | None]:
-    """rl.decision_level_anchors: the mean margin the frozen copy gives the anchors, to hold
-    there, and the copy's states at them (the policy's too, while rl.train_adapter is false)."""
+    """rl.decision_level_anchors: the mean margin the frozen copy gives the anchors (with
+    rl.decision_level_by_tier, each tier's anchors), to hold there, and the copy's states at
+    them (the policy's too, while rl.train_adapter is false)."""
     if not config.rl.decision_level_anchors:
         return None, None
     tiers = config.rl.decision_level_anchor_tiers or [config.episodes.tier]
-    reads, weights = anchor_reads(tokenizer, config.episodes.envs, tiers, config.rl.decision_level_anchors)
-    states = anchor_states(reference, reads)
+    kinds = config.rl.decision_level_anchor_kinds
+    held = anchor_reads(tokenizer, config.episodes.envs, tiers, config.rl.decision_level_anchors, kinds)
+    states = anchor_states(reference, held.reads)
     margins = [decision_margins(reference, read, answers) for read in states]
-    return _HeldLevel(reads, weights, weighted_sum(weights, margins)), states
+    if not config.rl.decision_level_by_tier:
+        return _HeldLevel(held.reads, held.weights, (weighted_sum(held.weights, margins),)), states
+    targets = part_sums(margins, held.weights, held.tier_of, len(held.tiers))
+    level = _HeldLevel(held.reads, held.weights, tuple(float(t) for t in targets), held.tier_of, held.tiers)
+    return level, states
 
 
 def _level_reset_callback(trainer: Any) -> Any:
