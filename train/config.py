@@ -243,9 +243,10 @@ class RLSettings(_Section):
     # low and the standard tier's high (docs/results.md, session 29).
     decision_level_by_tier: bool = False
     # The task kinds whose train templates the anchors are; empty: every kind, no label read.
-    # [benign] holds the level where the issue bounds it: the frozen copy's benign first replies
-    # (plus rl.decision_level_offset) stay where they were, and what the ranking learns moves the
-    # other kinds' decisions away from them.
+    # [benign] holds the level where the issue bounds it: the mean margin of the benign first
+    # replies stays the frozen copy's (plus rl.decision_level_offset), and what the ranking learns
+    # moves the other kinds' decisions away from them (their refusal rate still rose as the head
+    # spread the margins: docs/results.md, session 30).
     decision_level_anchor_kinds: list[Kind] = Field(default_factory=list)
     # With rl.decision_points "every", what rl.decision_rank ranks: the groups' means over all
     # their decisions ("group"), or, for each n, their means over their plays' n-th decisions,
