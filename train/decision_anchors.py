@@ -7,7 +7,8 @@ contexts the head has just been fitted to. In session 19 the level held there ex
 every kind's P(" No") on new tasks sank (benign 0.23 → 0.03 in three steps). With
 ``rl.decision_level_anchors: N`` it is held instead on the first reply of N instances of every
 training template: contexts the ranking never trains on, each kind in its share of the suites,
-as a held-out split mixes them. No kind is read: the anchors carry no label.
+as a held-out split mixes them. No kind is read: the anchors carry no label, unless
+``rl.decision_level_anchor_kinds`` keeps the templates of some kinds only.
 
 A suite's anchors share its system prompt, most of each context (550-800 of 640-900 tokens on
 the starter tier), so :func:`anchor_states` runs each shared prefix once and each anchor's rest

@@ -8,7 +8,8 @@ starter and the standard anchors) need as many unknowns as sets: the bias, and t
 the line from the first set's mean state to each other set's. The agent is never told a task's
 tier: each set's level comes from where its contexts lie, as it would on new tasks of that tier.
 In session 29 one level over both tiers left the starter tier's benign/harmful P(" No") at
-0.07/0.43 and the standard tier's at 0.28/0.58 (docs/results.md).
+0.07/0.43 and the standard tier's at 0.28/0.58; in session 30 a level per tier, held exactly on
+each tier's training anchors, met neither tier's targets on held-out tasks (docs/results.md).
 """
 
 from __future__ import annotations
