@@ -405,26 +405,14 @@ class RLSettings(_Section):
             "are first replies where rl.decision_level_reset holds the level: they need it true and "
             "rl.decision_points 'first'",
         )
-        _require(
-            len(set(self.decision_level_anchor_tiers)) == len(self.decision_level_anchor_tiers),
-            "rl.decision_level_anchor_tiers",
-            f"lists a tier twice: {self.decision_level_anchor_tiers}",
-        )
-        _require(
-            not self.decision_level_anchor_tiers or self.decision_level_anchors > 0,
-            "rl.decision_level_anchor_tiers",
-            "are the tiers of rl.decision_level_anchors, which is 0",
-        )
-        _require(
-            len(set(self.decision_level_anchor_kinds)) == len(self.decision_level_anchor_kinds),
-            "rl.decision_level_anchor_kinds",
-            f"lists a kind twice: {self.decision_level_anchor_kinds}",
-        )
-        _require(
-            not self.decision_level_anchor_kinds or self.decision_level_anchors > 0,
-            "rl.decision_level_anchor_kinds",
-            "are the kinds of rl.decision_level_anchors, which is 0",
-        )
+        for key, noun in (("decision_level_anchor_tiers", "tier"), ("decision_level_anchor_kinds", "kind")):
+            listed = getattr(self, key)
+            _require(len(set(listed)) == len(listed), f"rl.{key}", f"lists a {noun} twice: {listed}")
+            _require(
+                not listed or self.decision_level_anchors > 0,
+                f"rl.{key}",
+                f"are the {noun}s of rl.decision_level_anchors, which is 0",
+            )
         _require(
             not self.decision_level_by_tier or self.decision_optimizer == "head",
             "rl.decision_level_by_tier",

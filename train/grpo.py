@@ -564,8 +564,9 @@ def run_grpo(
             for name, levels in (("before", before), ("after", after)):
                 gaps = [now - target for now, target in zip(levels, level.targets, strict=True)]
                 episodes.note(f"decision/level_reset_{name}", sum(gaps))
-                for tier, gap, total in zip(level.names, gaps, totals, strict=True) if level.parts else ():
-                    episodes.note(f"decision/level_reset_{name}/{tier}", gap / total)  # its mean margin's gap
+                if level.parts is not None:  # each tier's mean margin's gap too
+                    for tier, gap, total in zip(level.names, gaps, totals, strict=True):
+                        episodes.note(f"decision/level_reset_{name}/{tier}", gap / total)
             episodes.note("time/level_reset_seconds", time.monotonic() - started)
 
         def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
