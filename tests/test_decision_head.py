@@ -99,3 +99,23 @@ def test_the_heads_step_moves_every_margin_exactly_as_asked() -> None:
     before = head.weight.clone()
     assert head_step(head, states, [torch.zeros(3), torch.zeros(2)], rms=0.5)["decision/step_norm"] == 0.0
     assert torch.equal(head.weight, before), "nothing asked moves nothing"
+
+
+def test_a_ridge_step_keeps_the_asked_length_and_leans_on_what_the_decisions_share() -> None:
+    # Four decisions share one large direction (an order between them along it) and each has a
+    # small direction of its own; the asked change follows the shared order, up to noise.
+    generator = torch.Generator().manual_seed(0)
+    shared = torch.zeros(32)
+    shared[0] = 10.0
+    own = 0.5 * torch.eye(32)[1:5]
+    states = [torch.tensor([[-1.5], [-0.5], [0.5], [1.5]]) * shared + own]
+    weights = [-torch.tensor([-1.5, -0.5, 0.5, 1.5]) + 0.5 * torch.randn(4, generator=generator)]
+    exact, ridged = (DecisionHead((1,), (7, 11), torch.zeros(32)) for _ in range(2))
+    head_step(exact, states, weights, rms=0.5)
+    stats = head_step(ridged, states, weights, rms=0.5, ridge=1.0)
+    moved = ridged.shift(states[0])
+    assert float(moved.square().mean().sqrt()) == pytest.approx(0.5, rel=1e-4), "lengthened to the asked RMS"
+    assert stats["decision/step_margin_rms"] == pytest.approx(0.5) and stats["decision/step_norm"] > 0
+    assert float(ridged.weight.norm()) < float(exact.weight.norm()), "a smaller head"
+    along_shared = [float(head.weight[0].abs() / head.weight.norm()) for head in (ridged, exact)]
+    assert along_shared[0] > 0.99 > along_shared[1], f"the ridge step keeps to the shared direction: {along_shared}"

@@ -156,6 +156,14 @@ ANCHORED = ["--rl.decision_level", "1", "--rl.decision_level_reset", "true", "--
             "rl.decision_level_anchor_tiers[0]: must be one of starter, standard, all, got 'easy'",
         ),
         (
+            ["--rl.decision_head_ridge", "0", *HEAD],
+            "rl.decision_head_ridge: must be positive, or null for the exact step, got 0.0",
+        ),
+        (
+            ["--rl.decision_head_ridge", "1"],
+            "rl.decision_head_ridge: shapes the decision head's step: it needs rl.decision_optimizer 'head'",
+        ),
+        (
             ["--rl.train_adapter", "false"],
             "rl.train_adapter: false leaves RL nothing to train but the decision head: set rl.decision_optimizer",
         ),

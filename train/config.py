@@ -276,6 +276,12 @@ class RLSettings(_Section):
     # so the decision moves without changing anything else in the reply; with
     # rl.decision_level_reset the head's bias holds the level. Saved beside the adapter.
     decision_optimizer: Literal["adamw", "normalized", "margins", "head"] = "adamw"
+    # With rl.decision_optimizer "head": null takes the least-norm step that moves each judged
+    # decision's margin exactly as asked, which leans on what tells one template from another; a
+    # value takes ridge regression at this strength (times the states' mean squared norm),
+    # lengthened to the same RMS change, which leans on directions many decisions share
+    # (mosaic_gym.train.margin_step.head_step; docs/results.md, session 31).
+    decision_head_ridge: YamlFloat | None = None
     # Plays per group whose first reply is the protocol's refusal instead of a sample, whatever
     # the task: every group then holds a refusal for the judge to weigh against the sampled
     # attempts, even after the policy stops sampling refusals (which otherwise ends all learning
@@ -367,6 +373,17 @@ class RLSettings(_Section):
             "rl.decision_optimizer",
             "is the decision's own step, and rl.decision_learning_rate (its length) is null",
         )
+        if self.decision_head_ridge is not None:
+            _require(
+                self.decision_head_ridge > 0,
+                "rl.decision_head_ridge",
+                f"must be positive, or null for the exact step, got {self.decision_head_ridge}",
+            )
+            _require(
+                self.decision_optimizer == "head",
+                "rl.decision_head_ridge",
+                "shapes the decision head's step: it needs rl.decision_optimizer 'head'",
+            )
         _require(
             self.train_adapter or self.decision_optimizer == "head",
             "rl.train_adapter",

@@ -479,7 +479,7 @@ def run_grpo(
             if rate is None:
                 backward_weighted(policy, points.reads, points.weights.weights, answers)
             elif head is not None and states is not None:
-                stats |= head_step(head, states, points.weights.weights, rate)
+                stats |= head_step(head, states, points.weights.weights, rate, config.rl.decision_head_ridge)
             elif config.rl.decision_optimizer == "margins":
                 stats |= margin_step(policy, points.reads, points.weights.weights, answers, rate)
             else:

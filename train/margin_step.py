@@ -65,16 +65,17 @@ def asked_change(weights: list[Any], rms: float) -> Any | None:
     return asked * (rms / size) if size else None
 
 
-def least_norm_change(jacobian: Any, target: Any) -> tuple[Any, dict[str, float]]:
+def least_norm_change(jacobian: Any, target: Any, damping: float = DAMPING) -> tuple[Any, dict[str, float]]:
     """The least-norm parameter change ``J^T (J J^T + damping I)^{-1} t`` that moves the margins
     whose Jacobian is ``jacobian`` (one row per decision) by ``target``, and the step's
-    statistics: its length and the margins' predicted RMS change."""
+    statistics: its length and the margins' predicted RMS change. ``damping`` is in units of
+    the Gram matrix's mean diagonal."""
     import torch
 
     if jacobian.size(0) != target.numel():
         raise ValueError(f"{target.numel()} weights for {jacobian.size(0)} decisions")
     gram = (jacobian @ jacobian.T).double()
-    damped = gram + DAMPING * float(gram.diagonal().mean()) * torch.eye(len(gram), dtype=torch.double)
+    damped = gram + damping * float(gram.diagonal().mean()) * torch.eye(len(gram), dtype=torch.double)
     solution = torch.linalg.solve(damped, target.double())
     step = jacobian.T @ solution.to(jacobian.dtype)
     predicted = gram @ solution
@@ -108,15 +109,31 @@ def margin_step(
     return stats
 
 
-def head_step(head: DecisionHead, states: list[Any], weights: list[Any], rms: float) -> dict[str, float]:
+def head_step(
+    head: DecisionHead, states: list[Any], weights: list[Any], rms: float, ridge: float | None = None
+) -> dict[str, float]:
     """The same step for a decision head (``rl.decision_optimizer: head``): its margin is linear in
     its weight, with the decisions' final hidden states ``states`` (per play, ``[n, hidden]``) as
-    the Jacobian, so the margins move exactly as asked. The bias is left to the level's reset."""
+    the Jacobian, so the margins move exactly as asked. The bias is left to the level's reset.
+
+    With ``ridge`` (``rl.decision_head_ridge``, in units of the Gram matrix's mean diagonal) the
+    step is ridge regression of the asked change on the states instead, lengthened until the
+    margins' predicted change is ``rms`` logits RMS again: the directions few decisions span (what
+    tells one template from another) are damped, the ones many share are kept. The exact step
+    moves a dozen decisions exactly as asked and leans on the first kind."""
     import torch
 
     target = asked_change(weights, rms)
     if target is None:
         return dict(NO_STEP)
-    step, stats = least_norm_change(torch.cat([s.float().cpu() for s in states]), target)
+    jacobian = torch.cat([s.float().cpu() for s in states])
+    if ridge is None:
+        step, stats = least_norm_change(jacobian, target)
+    else:
+        step, stats = least_norm_change(jacobian, target, ridge)
+        if stats["decision/step_margin_rms"] > 0:
+            scale = rms / stats["decision/step_margin_rms"]
+            step = step * scale
+            stats = {"decision/step_norm": float(step.norm()), "decision/step_margin_rms": rms}
     head.weight += step
     return stats
