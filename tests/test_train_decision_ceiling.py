@@ -12,10 +12,11 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 peft = pytest.importorskip("peft")
 
-from mosaic_gym.agents.decision import DECISION, answer_tokens  # noqa: E402
+from mosaic_gym.agents.decision import DECISION, answer_tokens, decision_tokens  # noqa: E402
+from mosaic_gym.agents.decision_head import DecisionHead  # noqa: E402
 from mosaic_gym.agents.transcript import TranscriptBuilder  # noqa: E402
 from mosaic_gym.train import decision_ceiling  # noqa: E402
-from mosaic_gym.train.decision_ceiling import decision_step, main, train_batches  # noqa: E402
+from mosaic_gym.train.decision_ceiling import decision_step, head_decision_step, main, train_batches  # noqa: E402
 from tests.tiny_model import build_tiny_model  # noqa: E402
 
 
@@ -100,6 +101,47 @@ def test_the_pairwise_loss_ranks_refusals_above_actions_and_needs_both(tiny: tup
     assert math.isnan(decision_step(model, optimiser, batch[:1], (no, yes), "pairwise")), "no pair, no step"
 
 
+@pytest.mark.parametrize("ridge", [None, 1.0])
+def test_a_head_step_ranks_refusals_above_actions_and_leaves_the_model_alone(
+    tiny: tuple[Path, Path], ridge: float | None
+) -> None:
+    folder, adapter = tiny
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    model = peft.PeftModel.from_pretrained(transformers.AutoModelForCausalLM.from_pretrained(folder), str(adapter))
+    weights = {name: p.clone() for name, p in model.named_parameters()}
+    head = DecisionHead.zeros(decision_tokens(tokenizer)[0], answer_tokens(tokenizer), 32, "first")
+    batch = next(train_batches(tokenizer, ["files"], "starter", 1, 4, 0.5, 0.0, seed=2))
+
+    def gap() -> float:
+        no, yes = head.answers
+        margins = []
+        for item in batch:
+            with torch.no_grad():
+                out = model(input_ids=torch.tensor([item.ids]), output_hidden_states=True)
+            shift = head.shift(out.hidden_states[-1][0, -1])
+            margins.append(float(out.logits[0, -1, no] - out.logits[0, -1, yes] + shift))
+        refusing = [m for m, item in zip(margins, batch, strict=True) if item.refuse]
+        acting = [m for m, item in zip(margins, batch, strict=True) if not item.refuse]
+        return sum(refusing) / len(refusing) - sum(acting) / len(acting)
+
+    before = gap()
+    losses = [head_decision_step(model, head, batch, 0.5, ridge) for _ in range(3)]
+    assert gap() > before + 0.5 and losses[-1] < losses[0]
+    assert all(torch.equal(p, weights[name]) for name, p in model.named_parameters()), "the head alone moves"
+    assert math.isnan(head_decision_step(model, head, batch[:1], 0.5, ridge)), "no pair, no step"
+
+
+def test_the_command_trains_a_head_with_rls_step(tiny: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    folder, adapter = tiny
+    args = [str(adapter), "--model", str(folder), "--envs", "files", "--seeds", "1", "--steps", "2", "--every", "2"]
+    head = ["--loss", "pairwise", "--head", "--head-ridge", "1", "--learning-rate", "1"]
+    assert main([*args, "--tasks-per-step", "2", *head]) == 0
+    out = capsys.readouterr().out
+    assert "a decision head moved 1 logits a step, ridge 1" in out
+    rows = [line.split() for line in out.splitlines()[2:]]
+    assert [row[0] for row in rows] == ["0", "2"] and rows[0][2:6] != rows[1][2:6], "the head moved the read-out"
+
+
 def test_a_replay_ranks_the_latest_instances_each_step(
     tiny: tuple[Path, Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -125,6 +167,9 @@ def test_a_replay_ranks_the_latest_instances_each_step(
         (["--learning-rate", "0"], "--learning-rate must be above 0"),
         (["--steps", "0"], "must be at least 1"),
         (["--replay", "2"], "--replay must be 0 or at least --tasks-per-step 4, got 2"),
+        (["--head"], "--head takes RL's step on the pairwise loss: add --loss pairwise"),
+        (["--head-ridge", "1"], "--head-ridge shapes --head's step and must be above 0, got 1.0"),
+        (["--head", "--loss", "pairwise", "--head-ridge", "0"], "--head-ridge shapes --head's step and must be"),
     ],
 )
 def test_the_command_names_a_bad_flag(

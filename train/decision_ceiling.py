@@ -1,7 +1,7 @@
 """How much of *when* can the decision learn at RL's budget, given the verdicts it should get?
 
     python -m mosaic_gym.train.decision_ceiling runs/warm/warm_start [--steps 8] [--tasks-per-step 4] [--replay 0]
-        [--learning-rate 1e-4] [--harmful-share 0.5] [--label-noise 0] [--every 2]
+        [--learning-rate 1e-4] [--harmful-share 0.5] [--label-noise 0] [--every 2] [--head [--head-ridge 1]]
 
 RL teaches the decision to refuse through the judge's verdicts on a few sampled groups per
 step. This trains the same LoRA weights, with the same optimiser, on the decision token alone
@@ -10,7 +10,10 @@ would give each group: " No" on harmful tasks, " Yes" on every other kind. Each 
 ``--tasks-per-step`` fresh train-split starter instances, a ``--harmful-share`` of them harmful,
 as RL's groups do; ``--label-noise`` flips that share of the labels, as a noisy judge would.
 Every ``--every`` steps it reads ``P(" No")`` out at the first reply of the held-out instances
-(``--split train``: of the train templates it draws from, at other instances).
+(``--split train``: of the train templates it draws from, at other instances). With ``--head``
+it trains a decision head instead of the LoRA weights, with RL's step for it
+(:func:`mosaic_gym.train.margin_step.head_step`: ``--learning-rate`` logits RMS per step, ridge
+regression with ``--head-ridge``), on the pairwise loss.
 
 It bounds what RL can do at that budget: if the harmful - benign gap does not open here, where
 every token of signal is the decision's and every label is right, RL's groups (a verdict per
@@ -31,13 +34,22 @@ from typing import Any, Literal
 import numpy as np
 
 from mosaic_gym.agents.decision import answer_tokens, decision_tokens
+from mosaic_gym.agents.decision_head import DecisionHead
 from mosaic_gym.agents.transcript import TranscriptBuilder
 from mosaic_gym.catalog import make_env
 from mosaic_gym.env import ProtocolEnv
 from mosaic_gym.scenarios.template import KINDS
 from mosaic_gym.splits import SPLIT_CHOICES, TIER_CHOICES, SplitChoice, TierChoice
-from mosaic_gym.train.decision_points import DecisionReads, backward_weighted, point_weights, read_margins
+from mosaic_gym.train.decision_points import (
+    DecisionReads,
+    backward_weighted,
+    decision_margins,
+    point_weights,
+    read_margins,
+    read_states,
+)
 from mosaic_gym.train.first_replies import first_reply
+from mosaic_gym.train.margin_step import head_step
 from mosaic_gym.train.refusal_odds import (
     add_model_arguments,
     at_least_one,
@@ -137,19 +149,48 @@ def decision_step(
         return math.nan
     # As RL's ranking does it (decision_points): the margins read without grad, the loss's
     # gradient with respect to each, then one context's graph at a time, so a long replay fits.
-    reads = DecisionReads([item.ids for item in batch], [len(item.ids) for item in batch], [[0]] * len(batch))
-    verdicts = [1.0 if item.refuse else -1.0 for item in batch]
-    weights = point_weights(read_margins(model, reads, answers), None, verdicts, 1, 1.0, 0.0, "all", "group")
+    reads = _reads(batch)
+    weights = point_weights(read_margins(model, reads, answers), None, _verdicts(batch), 1, 1.0, 0.0, "all", "group")
     backward_weighted(model, reads, weights.weights, answers)
     optimiser.step()
     return weights.stats["decision/rank_loss"]
 
 
+def head_decision_step(
+    model: Any, head: DecisionHead, batch: Sequence[Labelled], rms: float, ridge: float | None
+) -> float:
+    """One step of ``head`` on the pairwise loss over ``batch``, as RL takes it
+    (``rl.decision_optimizer: head``); the loss before it, or nan when every label is alike."""
+    if all(item.refuse for item in batch) or not any(item.refuse for item in batch):
+        return math.nan
+    model.eval()
+    states = read_states(model, _reads(batch))
+    margins = [decision_margins(model, s, head.answers, head) for s in states]
+    weights = point_weights(margins, None, _verdicts(batch), 1, 1.0, 0.0, "all", "group")
+    head_step(head, states, weights.weights, rms, ridge)
+    return weights.stats["decision/rank_loss"]
+
+
+def _reads(batch: Sequence[Labelled]) -> DecisionReads:
+    return DecisionReads([item.ids for item in batch], [len(item.ids) for item in batch], [[0]] * len(batch))
+
+
+def _verdicts(batch: Sequence[Labelled]) -> list[float]:
+    return [1.0 if item.refuse else -1.0 for item in batch]
+
+
 def read_out(
-    model: Any, tokenizer: Any, envs: Sequence[str], split: SplitChoice, tier: TierChoice, seeds: int, step: int
+    model: Any,
+    tokenizer: Any,
+    envs: Sequence[str],
+    split: SplitChoice,
+    tier: TierChoice,
+    seeds: int,
+    step: int,
+    head: DecisionHead | None = None,
 ) -> ReadOut:
     model.eval()
-    odds = refusal_logprobs(model, tokenizer, envs, split, tier, seeds)
+    odds = refusal_logprobs(model, tokenizer, envs, split, tier, seeds, head)
     values = {kind: [value.decision for value in odds[kind]] for kind in KINDS}
     return ReadOut(step, {kind: mean_probability(values[kind]) for kind in KINDS}, harmful_auc(values))
 
@@ -164,9 +205,11 @@ def run(args: argparse.Namespace, model: Any, tokenizer: Any) -> list[ReadOut]:
 
     optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.learning_rate)
     answers = answer_tokens(tokenizer)
+    question, _ = decision_tokens(tokenizer)
+    head = DecisionHead.zeros(question, answers, model.config.hidden_size, "first") if args.head else None
     header = f"{'step':>5} {'loss':>8} " + " ".join(f"{kind:>10}" for kind in KINDS)
     print(f"{header} {'harmful-benign':>15} {'AUC':>6}", flush=True)
-    rows = [read_out(model, tokenizer, args.envs, args.split, args.tier, args.seeds, 0)]
+    rows = [read_out(model, tokenizer, args.envs, args.split, args.tier, args.seeds, 0, head)]
     print(format_read_out(rows[-1], math.nan), flush=True)
     batches = train_batches(
         tokenizer,
@@ -181,9 +224,12 @@ def run(args: argparse.Namespace, model: Any, tokenizer: Any) -> list[ReadOut]:
     kept: deque[Labelled] = deque(maxlen=args.replay or args.tasks_per_step)
     for step, batch in enumerate(batches, start=1):
         kept.extend(batch)  # with --replay, the latest instances so far, this step's included
-        loss = decision_step(model, optimiser, list(kept), answers, args.loss)
+        if head is None:
+            loss = decision_step(model, optimiser, list(kept), answers, args.loss)
+        else:
+            loss = head_decision_step(model, head, list(kept), args.learning_rate, args.head_ridge)
         if step % args.every == 0 or step == args.steps:
-            rows.append(read_out(model, tokenizer, args.envs, args.split, args.tier, args.seeds, step))
+            rows.append(read_out(model, tokenizer, args.envs, args.split, args.tier, args.seeds, step, head))
             print(format_read_out(rows[-1], loss), flush=True)
     return rows
 
@@ -216,11 +262,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         "the step's own)",
     )
     parser.add_argument("--every", type=at_least_one, default=2, help="read out every N steps (default 2)")
+    parser.add_argument(
+        "--head",
+        action="store_true",
+        help="train a decision head with RL's step for it (--learning-rate logits RMS a step; pairwise loss)",
+    )
+    parser.add_argument(
+        "--head-ridge", type=float, help="with --head, the step's ridge strength, as rl.decision_head_ridge"
+    )
     parser.add_argument("--seed", type=int, default=0, help="which train instances, and which labels flip")
     parser.add_argument("--threads", type=at_least_one, help="torch threads (default: torch's choice)")
     args = parser.parse_args(argv)
     if args.learning_rate <= 0:
         parser.error(f"--learning-rate must be above 0, got {args.learning_rate}")
+    if args.head and args.loss != "pairwise":
+        parser.error("--head takes RL's step on the pairwise loss: add --loss pairwise")
+    if args.head_ridge is not None and (not args.head or args.head_ridge <= 0):
+        parser.error(f"--head-ridge shapes --head's step and must be above 0, got {args.head_ridge}")
     if args.replay and args.replay < args.tasks_per_step:
         parser.error(f"--replay must be 0 or at least --tasks-per-step {args.tasks_per_step}, got {args.replay}")
     if len(args.adapters) != 1:
@@ -233,11 +291,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
     model, tokenizer = _trainable(parser, args.model, adapter)
+    ridge = f", ridge {args.head_ridge:g}" if args.head_ridge is not None else ""
+    optimiser = (
+        f"a decision head moved {args.learning_rate:g} logits a step{ridge}"
+        if args.head
+        else f"AdamW at {args.learning_rate:g}"
+    )
     print(
         f"The decision alone, {args.loss} loss on perfect verdicts ({args.label_noise:.0%} flipped): "
         f"{args.steps} steps of "
         f"{args.tasks_per_step} train instances ({args.harmful_share:.0%} harmful)"
-        f"{f', each trained with the latest {args.replay}' if args.replay else ''}, AdamW at {args.learning_rate:g}; "
+        f"{f', each trained with the latest {args.replay}' if args.replay else ''}, {optimiser}; "
         f'P(" No") at the first reply, {args.split} split, {args.tier} tier, {args.seeds} seeds per template'
     )
     run(args, model, tokenizer)
