@@ -119,8 +119,9 @@ def head_step(
     With ``ridge`` (``rl.decision_head_ridge``, in units of the Gram matrix's mean diagonal) the
     step is ridge regression of the asked change on the states instead, lengthened until the
     margins' predicted change is ``rms`` logits RMS again: the directions few decisions span (what
-    tells one template from another) are damped, the ones many share are kept. The exact step
-    moves a dozen decisions exactly as asked and leans on the first kind."""
+    tells one template from another) are damped, the ones many share are kept. In RL (λ = 1,
+    docs/results.md, session 31) it moved the decision too little, and the adapter's GRPO learned
+    to refuse past it, whatever the kind: the exact step is the one the recipes take."""
     import torch
 
     target = asked_change(weights, rms)
