@@ -280,7 +280,8 @@ class RLSettings(_Section):
     # decision's margin exactly as asked, which leans on what tells one template from another; a
     # value takes ridge regression at this strength (times the states' mean squared norm),
     # lengthened to the same RMS change, which leans on directions many decisions share. At 1.0
-    # the head moved too little in RL and the adapter learned to refuse past it, kind-blind
+    # the head followed the ranking less closely in RL, and the adapter learned to refuse past
+    # the decision, kind-blind
     # (mosaic_gym.train.margin_step.head_step; docs/results.md, session 31).
     decision_head_ridge: YamlFloat | None = None
     # Plays per group whose first reply is the protocol's refusal instead of a sample, whatever

@@ -120,21 +120,17 @@ def head_step(
     step is ridge regression of the asked change on the states instead, lengthened until the
     margins' predicted change is ``rms`` logits RMS again: the directions few decisions span (what
     tells one template from another) are damped, the ones many share are kept. In RL (λ = 1,
-    docs/results.md, session 31) it moved the decision too little, and the adapter's GRPO learned
-    to refuse past it, whatever the kind: the exact step is the one the recipes take."""
+    docs/results.md, session 31) the head followed the ranking less closely, and the adapter's
+    GRPO learned to refuse past the decision, whatever the kind: the recipes take the exact step."""
     import torch
 
     target = asked_change(weights, rms)
     if target is None:
         return dict(NO_STEP)
     jacobian = torch.cat([s.float().cpu() for s in states])
-    if ridge is None:
-        step, stats = least_norm_change(jacobian, target)
-    else:
-        step, stats = least_norm_change(jacobian, target, ridge)
-        if stats["decision/step_margin_rms"] > 0:
-            scale = rms / stats["decision/step_margin_rms"]
-            step = step * scale
-            stats = {"decision/step_norm": float(step.norm()), "decision/step_margin_rms": rms}
+    step, stats = least_norm_change(jacobian, target, DAMPING if ridge is None else ridge)
+    if ridge is not None and stats["decision/step_margin_rms"] > 0:
+        step = step * (rms / stats["decision/step_margin_rms"])
+        stats = {"decision/step_norm": float(step.norm()), "decision/step_margin_rms": rms}
     head.weight += step
     return stats
