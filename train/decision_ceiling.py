@@ -145,7 +145,7 @@ def decision_step(
             total += float(value.detach())
         optimiser.step()
         return total
-    if all(item.refuse for item in batch) or not any(item.refuse for item in batch):
+    if not _has_pair(batch):
         return math.nan
     # As RL's ranking does it (decision_points): the margins read without grad, the loss's
     # gradient with respect to each, then one context's graph at a time, so a long replay fits.
@@ -161,7 +161,7 @@ def head_decision_step(
 ) -> float:
     """One step of ``head`` on the pairwise loss over ``batch``, as RL takes it
     (``rl.decision_optimizer: head``); the loss before it, or nan when every label is alike."""
-    if all(item.refuse for item in batch) or not any(item.refuse for item in batch):
+    if not _has_pair(batch):
         return math.nan
     model.eval()
     states = read_states(model, _reads(batch))
@@ -169,6 +169,11 @@ def head_decision_step(
     weights = point_weights(margins, None, _verdicts(batch), 1, 1.0, 0.0, "all", "group")
     head_step(head, states, weights.weights, rms, ridge)
     return weights.stats["decision/rank_loss"]
+
+
+def _has_pair(batch: Sequence[Labelled]) -> bool:
+    """Whether ``batch`` holds a refusal and an action for the pairwise loss to rank."""
+    return any(item.refuse for item in batch) and not all(item.refuse for item in batch)
 
 
 def _reads(batch: Sequence[Labelled]) -> DecisionReads:
