@@ -144,6 +144,15 @@ ANCHORED = ["--rl.decision_level", "1", "--rl.decision_level_reset", "true", "--
             "rl.decision_level_by_tier: holds each of rl.decision_level_anchor_tiers at its own level: it needs two",
         ),
         (
+            ["--rl.decision_level_hold", "rate"],
+            "rl.decision_level_hold: 'rate' holds the anchors' rate with the decision head: it needs",
+        ),
+        (
+            ["--rl.decision_level_hold", "rate", *HEAD],
+            "rl.decision_level_hold: 'rate' holds the anchors' rate with the decision head: it needs",
+        ),
+        (["--rl.decision_level_hold", "odds"], "rl.decision_level_hold: must be one of margin, rate, got 'odds'"),
+        (
             ["--rl.decision_level_anchor_kinds", "[benign]"],
             "rl.decision_level_anchor_kinds: are the kinds of rl.decision_level_anchors, which is 0",
         ),

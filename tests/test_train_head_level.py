@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import math
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -61,6 +63,47 @@ def test_a_part_without_weight_holds_nothing_and_the_rest_are_still_held() -> No
     _, after = hold_levels(head, base, states, weights, parts, [1.0, 5.0])
     assert after[0] == pytest.approx(1.0, abs=1e-5) and after[1] == 0.0
     assert part_totals(weights, parts, 2) == [1.0, 0.0]
+
+
+def rates(head: DecisionHead, base: list[torch.Tensor], states: list[torch.Tensor], t: float) -> torch.Tensor:
+    return torch.sigmoid(torch.cat(margins(head, base, states)) / t)
+
+
+def test_the_rate_hold_lands_the_mean_rate_of_no_where_a_mean_margin_would_not() -> None:
+    parts = [0] * 6
+    base, states = decisions(parts, seed=3)
+    weights = [torch.full((1,), 1 / 6)] * 6
+    head = DecisionHead([5], (1, 2), torch.randn(8, generator=torch.Generator().manual_seed(4)))
+    weight = head.weight.clone()
+    _, after = hold_levels(head, base, states, weights, parts, [0.3], temperature=0.7)
+    assert after[0] == pytest.approx(0.3, abs=1e-6)
+    assert float(rates(head, base, states, 0.7).mean()) == pytest.approx(0.3, abs=1e-6)
+    assert torch.equal(head.weight, weight), "one part: the bias alone"
+    # The same margins held at the mean margin that rate gives them all alike are not at that rate.
+    spread = torch.cat(margins(head, base, states))
+    assert float(torch.sigmoid(spread.mean() / 0.7)) != pytest.approx(0.3, abs=1e-2)
+
+
+def test_each_part_lands_on_its_own_rate() -> None:
+    parts = [0, 0, 0, 1, 1, 1, 1, 1]
+    base, states = decisions(parts, seed=5)
+    weights = [torch.full((1,), 1 / (2 * parts.count(part))) for part in parts]
+    head = DecisionHead([5], (1, 2), torch.zeros(8))
+    targets = [0.05, 0.35]  # each part's sum(weights * rates): mean rates 0.1 and 0.7
+    _, after = hold_levels(head, base, states, weights, parts, targets, temperature=0.7)
+    assert after == pytest.approx(targets, abs=1e-6)
+    now = rates(head, base, states, 0.7)
+    assert float(now[:3].mean()) == pytest.approx(0.1, abs=1e-5)
+    assert float(now[3:].mean()) == pytest.approx(0.7, abs=1e-5)
+
+
+def test_a_rate_out_of_reach_stops_at_the_nearest_without_failing() -> None:
+    parts = [0] * 4
+    base, states = decisions(parts, seed=6)
+    weights = [torch.full((1,), 0.25)] * 4
+    head = DecisionHead([5], (1, 2), torch.zeros(8))
+    _, after = hold_levels(head, base, states, weights, parts, [1.5], temperature=0.7)  # rates are at most 1
+    assert 0.99 < after[0] <= 1.0 and math.isfinite(head.bias)
 
 
 def test_part_sums_add_each_parts_weighted_values() -> None:

@@ -362,9 +362,9 @@ def test_a_decision_head_steps_the_decision_alone_holds_its_level_and_resumes(
     assert not torch.equal(heads[0].weight, heads[1].weight) and torch.equal(final.weight, heads[1].weight)
 
 
-@pytest.mark.parametrize("by_tier", [False, True])
+@pytest.mark.parametrize(("by_tier", "hold"), [(False, "margin"), (True, "margin"), (True, "rate")])
 def test_anchors_hold_the_level_on_the_first_replies_of_every_training_template(
-    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, by_tier: bool
+    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, by_tier: bool, hold: str
 ) -> None:
     out = tmp_path / "run"
     tiers = ["starter", "standard"]
@@ -372,7 +372,17 @@ def test_anchors_hold_the_level_on_the_first_replies_of_every_training_template(
     reads: list[int] = []
     counted = grpo_module.anchor_states
     monkeypatch.setattr(grpo_module, "anchor_states", lambda m, r: reads.append(len(r.sequences)) or counted(m, r))
-    state = decision_step_run(tiny, out, "head", 0.3, train_adapter=False, decision_level_by_tier=by_tier, **held)
+    state = decision_step_run(
+        tiny,
+        out,
+        "head",
+        0.3,
+        train_adapter=False,
+        decision_level_by_tier=by_tier,
+        decision_level_hold=hold,
+        temperature=0.7,
+        **held,
+    )
     assert logged(state, "decision/level_reset_after") == pytest.approx([0.0, 0.0], abs=1e-4), "the bias, exactly"
     for tier in tiers:  # each tier's own gap is logged when each tier is held apart
         assert len(logged(state, f"decision/level_reset_after/{tier}")) == (2 if by_tier else 0)
@@ -380,26 +390,30 @@ def test_anchors_hold_the_level_on_the_first_replies_of_every_training_template(
     assert len(reads) == 1, "the fixed adapter's anchor states were read once, by the frozen copy"
     # Read apart: the adapter is the warm start's, bit for bit; the head alone moved each
     # anchor's decision, and the mean of the two tiers' means is still the warm start's (with
-    # by_tier, each tier's mean is).
+    # by_tier, each tier's mean is; with the rate hold, each tier's mean rate of " No").
     warm_lora, trained_lora = lora_weights(out / "warm_start"), lora_weights(out / "rl" / "checkpoint-2")
     assert warm_lora and warm_lora.keys() == trained_lora.keys()
     assert all(torch.equal(warm_lora[name], trained_lora[name]) for name in warm_lora)
     warm = HFAgent(model=str(tiny), adapter=out / "warm_start", dtype="float32")
     trained = HFAgent(model=str(tiny), adapter=out / "rl" / "checkpoint-2", dtype="float32")
     answers = answer_tokens(warm.tokenizer)
-    moved = []
+    held_value = (lambda m: m) if hold == "margin" else (lambda m: torch.sigmoid(m / 0.7))
+    moved, margin_moved = [], []
     for tier in tiers:
         anchors = anchor_reads(warm.tokenizer, ["files"], [tier], 1).reads
         assert len(anchors.sequences) == len(ToolEnv("files", split="train", tier=tier).templates), "one per template"
         start = torch.cat(read_margins(warm.model, anchors, answers))
         now = torch.cat(read_margins(trained.model, anchors, answers, trained.generator.decision_head))
         assert float((now - start).abs().max()) > 1e-3, "the head moved the anchors apart"
-        moved.append(float(now.mean() - start.mean()))
+        moved.append(float(held_value(now).mean() - held_value(start).mean()))
+        margin_moved.append(float(now.mean() - start.mean()))
     assert sum(moved) == pytest.approx(0.0, abs=1e-4), "and held the mean of the tiers' means"
     if by_tier:
         assert moved == pytest.approx([0.0, 0.0], abs=1e-4), "each tier's mean, apart"
     else:
         assert abs(moved[0]) > 1e-3, "one level over both: a tier's own mean is free to move"
+    if hold == "rate":
+        assert max(abs(m) for m in margin_moved) > 1e-4, "a rate held is not a mean margin held"
 
 
 def logged(state: dict[str, Any], key: str) -> list[float]:

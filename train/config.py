@@ -248,6 +248,12 @@ class RLSettings(_Section):
     # moves the other kinds' decisions away from them (their refusal rate still rose as the head
     # spread the margins: docs/results.md, session 30).
     decision_level_anchor_kinds: list[Kind] = Field(default_factory=list)
+    # What the anchors' level is: their mean margin ("margin"), or their mean rate of " No" at
+    # rl.temperature, sigmoid(margin / temperature) ("rate"), and rl.decision_level_offset raises
+    # it to the rate the frozen copy's margins would give that many logits higher. As the head
+    # spreads the margins, a mean margin held lets the rate rise (benign anchors 0.17 -> 0.31,
+    # docs/results.md, session 30); the rate is what sampled refusals follow.
+    decision_level_hold: Literal["margin", "rate"] = "margin"
     # With rl.decision_points "every", what rl.decision_rank ranks: the groups' means over all
     # their decisions ("group"), or, for each n, their means over their plays' n-th decisions,
     # each reply against the same reply of the other groups ("reply").
@@ -443,6 +449,13 @@ class RLSettings(_Section):
             "rl.decision_level_by_tier",
             "holds each of rl.decision_level_anchor_tiers at its own level: it needs two or more of them, and "
             f"'all' overlaps the others (got {self.decision_level_anchor_tiers})",
+        )
+        _require(
+            self.decision_level_hold == "margin"
+            or (self.decision_optimizer == "head" and self.decision_level_anchors > 0),
+            "rl.decision_level_hold",
+            "'rate' holds the anchors' rate with the decision head: it needs rl.decision_optimizer 'head' and "
+            "rl.decision_level_anchors above 0",
         )
         _require(self.format_weight >= 0, "rl.format_weight", "must be 0 or more")
         _require(self.length_budget >= 1, "rl.length_budget", "must be at least 1 token")

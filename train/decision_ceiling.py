@@ -208,10 +208,12 @@ def format_read_out(row: ReadOut, loss: float) -> str:
 def run(args: argparse.Namespace, model: Any, tokenizer: Any) -> list[ReadOut]:
     import torch
 
-    optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.learning_rate)
     answers = answer_tokens(tokenizer)
     question, _ = decision_tokens(tokenizer)
     head = DecisionHead.zeros(question, answers, model.config.hidden_size, "first") if args.head else None
+    # The LoRA weights' optimiser; with --head, the head's own step moves the head alone.
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimiser = torch.optim.AdamW(trainable, lr=args.learning_rate) if head is None else None
     header = f"{'step':>5} {'loss':>8} " + " ".join(f"{kind:>10}" for kind in KINDS)
     print(f"{header} {'harmful-benign':>15} {'AUC':>6}", flush=True)
     rows = [read_out(model, tokenizer, args.envs, args.split, args.tier, args.seeds, 0, head)]

@@ -59,7 +59,7 @@ from mosaic_gym.train.decision_points import (
 )
 from mosaic_gym.train.decision_rank import group_verdicts
 from mosaic_gym.train.decision_replay import DecisionReplay
-from mosaic_gym.train.head_level import hold_levels, part_sums, part_totals
+from mosaic_gym.train.head_level import held_values, hold_levels, part_sums, part_totals
 from mosaic_gym.train.margin_step import head_step, margin_step
 from mosaic_gym.train.policy import PlayModel, frozen_copy, last_checkpoint, lora_config, quiet_progress, trainer_args
 from mosaic_gym.train.rewards import RewardParts, group_rewards
@@ -559,7 +559,9 @@ def run_grpo(
                     anchor_states(policy, level.reads) if anchors is not None else reader(policy, level.reads)
                 )
                 base = [decision_margins(policy, s, answers) for s in states]
-                before, after = hold_levels(head, base, states, level.weights, level.part_of(), level.targets)
+                before, after = hold_levels(
+                    head, base, states, level.weights, level.part_of(), level.targets, level.temperature
+                )
             totals = part_totals(level.weights, level.part_of(), len(level.targets))
             for name, levels in (("before", before), ("after", after)):
                 gaps = [now - target for now, target in zip(levels, level.targets, strict=True)]
@@ -630,30 +632,37 @@ class _StepPoints:
 class _HeldLevel:
     """A level rl.decision_level_reset holds: ``sum(weights * margins)`` over ``reads`` stays at
     ``targets[0]``; with ``parts`` (rl.decision_level_by_tier: each read's tier), each part's sum at
-    its own target, the part named ``names[part]``."""
+    its own target, the part named ``names[part]``. With a ``temperature`` (rl.decision_level_hold
+    "rate") the sums are of ``sigmoid(margin / temperature)``. On anchors, ``reference`` keeps the
+    frozen copy's margins there, which the targets are made from."""
 
     reads: DecisionReads
     weights: list[Any]
     targets: tuple[float, ...]
     parts: tuple[int, ...] | None = None
     names: tuple[str, ...] = ()
+    reference: list[Any] | None = None
+    temperature: float | None = None
 
     def part_of(self) -> tuple[int, ...]:
         """Each read's part: all 0 for one level over every read."""
         return self.parts if self.parts is not None else (0,) * len(self.weights)
 
     def raised(self, offset: float) -> _HeldLevel:
-        """The same level with every part's mean margin ``offset`` logits higher."""
-        totals = part_totals(self.weights, self.part_of(), len(self.targets))
-        return replace(self, targets=tuple(t + offset * w for t, w in zip(self.targets, totals, strict=True)))
+        """The level of the reference's margins each raised ``offset`` logits."""
+        assert self.reference is not None, "a level raised from its reference margins"
+        raised = [held_values(m + offset, self.temperature) for m in self.reference]
+        targets = part_sums(raised, self.weights, self.part_of(), len(self.targets))
+        return replace(self, targets=tuple(float(t) for t in targets))
 
 
 def _anchors(
     config: TrainConfig, tokenizer: Any, reference: Any, answers: tuple[int, int]
 ) -> tuple[_HeldLevel | None, list[Any] | None]:
     """rl.decision_level_anchors: the mean margin the frozen copy gives the anchors (with
-    rl.decision_level_by_tier, each tier's anchors), to hold there, and the copy's states at
-    them (the policy's too, while rl.train_adapter is false)."""
+    rl.decision_level_by_tier, each tier's anchors; with rl.decision_level_hold "rate", the mean
+    rate of " No" at rl.temperature), to hold there, and the copy's states at them (the policy's
+    too, while rl.train_adapter is false)."""
     if not config.rl.decision_level_anchors:
         return None, None
     tiers = config.rl.decision_level_anchor_tiers or [config.episodes.tier]
@@ -661,11 +670,11 @@ def _anchors(
     held = anchor_reads(tokenizer, config.episodes.envs, tiers, config.rl.decision_level_anchors, kinds)
     states = anchor_states(reference, held.reads)
     margins = [decision_margins(reference, read, answers) for read in states]
-    if not config.rl.decision_level_by_tier:
-        return _HeldLevel(held.reads, held.weights, (weighted_sum(held.weights, margins),)), states
-    targets = part_sums(margins, held.weights, held.tier_of, len(held.tiers))
-    level = _HeldLevel(held.reads, held.weights, tuple(float(t) for t in targets), held.tier_of, held.tiers)
-    return level, states
+    parts = held.tier_of if config.rl.decision_level_by_tier else None
+    names = held.tiers if config.rl.decision_level_by_tier else ()
+    temperature = config.rl.temperature if config.rl.decision_level_hold == "rate" else None
+    level = _HeldLevel(held.reads, held.weights, (0.0,) * max(len(names), 1), parts, names, margins, temperature)
+    return level.raised(0.0), states
 
 
 def _level_reset_callback(trainer: Any) -> Any:
