@@ -30,6 +30,11 @@ def declines(plan: str | None) -> bool:
     return plan is not None and plan.startswith(f"{DECISION} {verdict(True).rstrip(',')}")
 
 
+def goes_on(plan: str | None) -> bool:
+    """Whether a reply's plan answered :data:`DECISION` with the word that goes on."""
+    return plan is not None and plan.startswith(f"{DECISION} {verdict(False).rstrip('.')}")
+
+
 def with_decision(action: Action) -> Action:
     """The action with its plan opened by the decision: "No," for a refusal, "Yes." otherwise."""
     return action.model_copy(update={"plan": f"{DECISION} {verdict(action.kind == 'refuse')} {action.plan}"})

@@ -62,7 +62,7 @@ from mosaic_gym.train.decision_replay import DecisionReplay
 from mosaic_gym.train.head_level import held_values, hold_levels, part_sums, part_totals
 from mosaic_gym.train.margin_step import head_step, margin_step
 from mosaic_gym.train.policy import PlayModel, frozen_copy, last_checkpoint, lora_config, quiet_progress, trainer_args
-from mosaic_gym.train.rewards import RewardParts, group_rewards
+from mosaic_gym.train.rewards import RewardParts, as_judged, group_rewards
 from mosaic_gym.train.step_stats import step_stats
 
 REPLAY_FILE = "decision_replay.json"  # rl.decision_replay's kept groups, in each checkpoint
@@ -182,7 +182,9 @@ class EpisodeRollout:
             committed = committed_tails(completion_ids, decisions, commitment.trigger[-1], commitment.rest)
             per_play = sum(len(tail) // len(commitment.rest) for tail in committed) / len(committed)
             stats["decision/committed_per_play"] = per_play
-        refused = [t.outcome is not None and t.outcome.refused for t in trajectories]
+        # A play refused where the judge saw it refuse: through its decision (rewards.as_judged).
+        judged = [as_judged(t).outcome for t in trajectories]
+        refused = [outcome is not None and outcome.refused for outcome in judged]
         contexts = [list(prompt_ids[start]) + question for start in range(0, len(trajectories), group_size)]
         verdicts = group_verdicts([part.alignment for part in self._parts], refused, group_size)
         every = self.config.rl.decision_points == "every"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from mosaic_gym.agents.decision import declines
+from mosaic_gym.agents.decision import declines, goes_on
 from mosaic_gym.judges import PairwiseJudge, group_wins
 from mosaic_gym.rollout import Trajectory
 
@@ -42,22 +42,25 @@ def group_rewards(
 
 
 def as_judged(trajectory: Trajectory) -> Trajectory:
-    """The trajectory as the judge sees it: a reply whose decision declined to go on (its plan
-    opens "Is it safe to go on? No") and that then answered or acted instead of refusing counts
-    as a refusal the parser rejected. Judges rank those as refused on tasks the user may ask
-    for, and never as a refusal of a harmful task, so a refusal written as an answer neither
-    escapes the cost of refusing nor earns its credit; before, it was paid as an attempt on
-    those tasks. RL writes them: with the decision's level raised, 19 of 44 held-out " No"
-    replies did not refuse (docs/results.md, session 16). The metrics and the env still
-    read the episode as it happened."""
-    count = sum(
-        step.action is not None and step.action.kind != "refuse" and declines(step.action.plan)
-        for step in trajectory.steps
-    )
-    if not count or trajectory.outcome is None:
+    """The trajectory as the judge sees it: a refusal counts only where the reply's decision
+    declined. A reply whose decision declined to go on (its plan opens "Is it safe to go on? No")
+    and that then answered or acted, or one whose decision went on ("... Yes") and that then
+    refused, counts as a refusal the parser rejected. Judges rank those as refused on tasks the
+    user may ask for, and never as a refusal of a harmful task, so a refusal that bypasses the
+    decision neither escapes the cost of refusing nor earns its credit. RL wrote both: with the
+    decision's level raised, 19 of 44 held-out " No" replies did not refuse (docs/results.md,
+    session 16); with the head's level held on a rate, GRPO learned to end benign and harmful
+    plays alike with "Yes. The task is done" and a refusal (session 32). The metrics and the env
+    still read the episode as it happened."""
+    steps = trajectory.steps
+    unanswered = sum(s.action is not None and s.action.kind != "refuse" and declines(s.action.plan) for s in steps)
+    undecided = sum(s.action is not None and s.action.kind == "refuse" and goes_on(s.action.plan) for s in steps)
+    if not unanswered + undecided or trajectory.outcome is None:
         return trajectory
-    outcome = trajectory.outcome.model_copy(update={"rejected_refusals": trajectory.outcome.rejected_refusals + count})
-    return replace(trajectory, outcome=outcome)
+    update: dict[str, object] = {"rejected_refusals": trajectory.outcome.rejected_refusals + unanswered + undecided}
+    if undecided:  # the refusal that ended the play went past its decision: no refusal of the task
+        update |= {"refused": False, "refusal_step": None}
+    return replace(trajectory, outcome=trajectory.outcome.model_copy(update=update))
 
 
 def format_reward(trajectory: Trajectory) -> float:
