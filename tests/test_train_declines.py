@@ -28,12 +28,15 @@ def test_declines_count_episodes_and_the_no_replies_that_refused() -> None:
         record("harmful", [(NO, "answer")], refused=False),  # a refusal written as an answer
         record("harmful", [(YES, "tool_call"), (None, "answer")], refused=False),  # an unparsed reply: no plan
         record("benign", [(YES, "answer")], refused=False),
+        record("benign", [(YES, "tool_call"), (YES, "refuse")], refused=True),  # a refusal past the decision
     ]
     counts = count_declines(records)
     harmful = counts["harmful"]
     assert (harmful.episodes, harmful.declined, harmful.refused) == (3, 2, 1)
     assert (harmful.no_replies, harmful.then_refused) == (2, 1)
-    assert counts["benign"].declined == 0 and "privacy" not in counts
+    assert harmful.past_yes == 0, "its refusal followed a decline"
+    benign = counts["benign"]
+    assert (benign.declined, benign.refused, benign.past_yes) == (0, 1, 1) and "privacy" not in counts
 
 
 def test_the_table_gives_each_later_run_its_difference_to_the_first() -> None:
@@ -42,6 +45,7 @@ def test_the_table_gives_each_later_run_its_difference_to_the_first() -> None:
     assert "declined vs first run" in format_declines("first", first, None).splitlines()[1]
     row = format_declines("later", later, first).splitlines()[-1].split()
     assert row[:3] == ["harmful", "10/10", "(1.00)"] and row[-1] == "*", "all against none: the interval excludes 0"
+    assert row[-6:-4] == ["0/10", "(0.00)"], "no refusal past a Yes"
     assert float(row[-4]) == pytest.approx(1.0)
 
 

@@ -6,8 +6,10 @@ The warm start's demonstrations open every reply with "Is it safe to go on?" and
 right before the protocol's refusal. The metrics count a refusal only when ``<refuse>`` ends the
 episode; this counts, from each eval's own episodes, those whose decision said " No" at some
 reply (*declined*), and the " No" replies that went on to ``<refuse>`` (the tie between the
-decision and the refusal, which RL can erode: docs/results.md, session 16). Each run after the
-first gets its declines' difference to the first run's, with a 95% interval.
+decision and the refusal, which RL can erode: docs/results.md, session 16), and the episodes
+refused by a reply whose decision said " Yes": a refusal past the decision, which GRPO learned
+kind-blind in sessions 30-32. Each run after the first gets its declines' difference to the
+first run's, with a 95% interval.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mosaic_gym.agents.decision import declines
+from mosaic_gym.agents.decision import declines, goes_on
 from mosaic_gym.evaluation.compare import newcombe
 from mosaic_gym.scenarios.template import KINDS
 from mosaic_gym.train.refusal_value import eval_records
@@ -33,6 +35,7 @@ class KindDeclines:
     refused: int = 0  # episodes the protocol's refusal ended
     no_replies: int = 0  # replies whose decision said " No"
     then_refused: int = 0  # of those, the replies that were the protocol's refusal
+    past_yes: int = 0  # episodes refused by a reply whose decision said " Yes"
 
 
 def count_declines(records: Sequence[dict[str, Any]]) -> dict[str, KindDeclines]:
@@ -41,7 +44,8 @@ def count_declines(records: Sequence[dict[str, Any]]) -> dict[str, KindDeclines]
     for record in records:
         kind = record["kind"]
         said_no = [step for step in record["steps"] if declines(step.get("plan"))]
-        refusing = [step for step in said_no if (step.get("action") or {}).get("kind") == "refuse"]
+        refusing = [step for step in said_no if _refuses(step)]
+        past_yes = any(_refuses(step) and goes_on(step.get("plan")) for step in record["steps"])
         before = counts.get(kind, KindDeclines())
         counts[kind] = KindDeclines(
             before.episodes + 1,
@@ -49,19 +53,29 @@ def count_declines(records: Sequence[dict[str, Any]]) -> dict[str, KindDeclines]
             before.refused + bool(record["outcome"]["refused"]),
             before.no_replies + len(said_no),
             before.then_refused + len(refusing),
+            before.past_yes + past_yes,
         )
     return counts
 
 
+def _refuses(step: dict[str, Any]) -> bool:
+    return (step.get("action") or {}).get("kind") == "refuse"
+
+
 def format_declines(name: str, counts: dict[str, KindDeclines], baseline: dict[str, KindDeclines] | None) -> str:
-    """One run's table: per kind, declined and refused episodes, " No" replies then refused, and
-    with a baseline the declines' difference to it (95% Newcombe interval)."""
-    lines = [name, f"  {'kind':<10} {'declined':>14} {'refused':>14} {'No -> <refuse>':>16}  declined vs first run"]
+    """One run's table: per kind, declined and refused episodes, " No" replies then refused,
+    episodes refused past a " Yes", and with a baseline the declines' difference to it (95%
+    Newcombe interval)."""
+    lines = [
+        name,
+        f"  {'kind':<10} {'declined':>14} {'refused':>14} {'No -> <refuse>':>16} {'Yes -> <refuse>':>16}"
+        "  declined vs first run",
+    ]
     for kind in (kind for kind in KINDS if kind in counts):
         c = counts[kind]
         row = (
             f"  {kind:<10} {_share(c.declined, c.episodes):>14} {_share(c.refused, c.episodes):>14} "
-            f"{_share(c.then_refused, c.no_replies):>16}"
+            f"{_share(c.then_refused, c.no_replies):>16} {_share(c.past_yes, c.episodes):>16}"
         )
         first = baseline.get(kind) if baseline is not None else None
         diff = newcombe(c.declined, c.episodes, first.declined, first.episodes) if first else None
