@@ -90,7 +90,7 @@ def hold_levels(
         torch.stack([torch.ones(len(s), dtype=torch.float64), *(s.double().cpu() @ d for d in directions)], 1)
         for s in states
     ]
-    start = [b.double().cpu() + head.shift(s.float().cpu()).double() for b, s in zip(base, states, strict=True)]
+    start = _margins(head, base, states)
 
     def moved(change: Any) -> list[Any]:
         return [m + f @ change for m, f in zip(start, features, strict=True)]
@@ -134,6 +134,11 @@ def _slope(margins: Any, temperature: float | None) -> Any:
     return rate * (1 - rate) / temperature
 
 
+def _margins(head: DecisionHead, base: Sequence[Any], states: Sequence[Any]) -> list[Any]:
+    """Each decision's margin with ``head`` as it is, in float64."""
+    return [b.double().cpu() + head.shift(s.float().cpu()).double() for b, s in zip(base, states, strict=True)]
+
+
 def _levels(
     head: DecisionHead,
     base: Sequence[Any],
@@ -144,5 +149,5 @@ def _levels(
     temperature: float | None,
 ) -> list[float]:
     """Each part's level with ``head`` as it is."""
-    margins = [b.double().cpu() + head.shift(s.float().cpu()).double() for b, s in zip(base, states, strict=True)]
-    return [float(level) for level in part_sums([held_values(m, temperature) for m in margins], weights, parts, count)]
+    values = [held_values(m, temperature) for m in _margins(head, base, states)]
+    return [float(level) for level in part_sums(values, weights, parts, count)]
