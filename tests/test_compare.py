@@ -12,7 +12,15 @@ import pytest
 from scipy import stats
 
 from mosaic_gym.cli.main import main
-from mosaic_gym.evaluation.compare import Difference, compare, format_difference, load, newcombe, welch
+from mosaic_gym.evaluation.compare import (
+    Difference,
+    compare,
+    format_difference,
+    load,
+    newcombe,
+    ratio_difference,
+    welch,
+)
 from mosaic_gym.evaluation.metrics import METRICS
 from mosaic_gym.evaluation.run import EvalConfig, EvalError, run_eval
 
@@ -76,6 +84,15 @@ def test_welch_t_interval() -> None:
     assert single == Difference(0.75, -1.0, 1.0)  # one value: variance unknown, the whole range
     clipped = welch([1.0, 0.9], [0.0, 0.1], bounds=(-1.0, 1.0))
     assert clipped is not None and clipped.high <= 1.0
+
+
+def test_a_ratio_read_on_one_episode_spans_the_whole_range() -> None:
+    # One episode with replies on a side (a metric most episodes never reach): no spread to resample.
+    single = ratio_difference([(1, 2), (0, 0)], [(0, 3), (2, 3)])
+    assert single is not None
+    assert (single.value, single.low, single.high) == pytest.approx((0.5 - 2 / 6, -1.0, 1.0))
+    spread = ratio_difference([(1, 2), (0, 2), (2, 2)], [(0, 3), (2, 3)])
+    assert spread is not None and -1.0 < spread.low < spread.value < spread.high < 1.0
 
 
 def test_difference_formatting_marks_intervals_that_exclude_zero() -> None:

@@ -93,7 +93,11 @@ def welch(a: Sequence[float], b: Sequence[float], bounds: tuple[float, float] | 
 
 def ratio_difference(a: Pairs, b: Pairs) -> Difference | None:
     """``sum/sum`` of run a minus that of run b, each run's episodes resampled whole (percentile
-    bootstrap); None when either run has no episode with a nonzero total."""
+    bootstrap); None when either run has no episode with a nonzero total.
+
+    With a single such episode on either side (and some spread to resample) the spread between
+    episodes is unknown, and the interval is the whole range the difference can take.
+    """
     a, b = [p for p in a if p[1] > 0], [p for p in b if p[1] > 0]
     if not a or not b:
         return None
@@ -106,6 +110,8 @@ def ratio_difference(a: Pairs, b: Pairs) -> Difference | None:
         interval = newcombe(x_a, len(counts_a), x_b, len(counts_b))
         assert interval is not None
         return Difference(d, interval.low, interval.high)
+    if len(a) < 2 or len(b) < 2:
+        return Difference(float(d), -1.0, 1.0)
 
     def statistic(i: np.ndarray, j: np.ndarray, axis: int = -1) -> np.ndarray:
         i, j = i.astype(int), j.astype(int)
