@@ -1,7 +1,7 @@
 """The ranking and the level over every decision of a step's plays, not only the first reply's.
 
 A play decides at each reply that opens with the check, and the warm start refuses mostly at
-later replies: in docs/results.md (session 7) the first reply held 3-5 of a run's 13-18 harmful
+later replies: in docs/results-log.md (session 7) the first reply held 3-5 of a run's 13-18 harmful
 refusals. With ``rl.decision_points: every``, a group's margin is the mean of
 ``logit(" No") - logit(" Yes")`` over every decision its plays wrote, so the ranking
 (:func:`~mosaic_gym.train.decision_rank.rank_loss`) and the level
@@ -242,7 +242,7 @@ def level_weights(
 
 def weighted_sum(weights: Sequence[Any], margins: Sequence[Any]) -> float:
     """``sum(weights * margins)`` over every play: the level, with :func:`level_weights`."""
-    return sum(float((w * m.float()).sum()) for w, m in zip(weights, margins, strict=True))
+    return sum(float((w * m.detach().float()).sum()) for w, m in zip(weights, margins, strict=True))
 
 
 def weighted_parts(
