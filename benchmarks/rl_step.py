@@ -7,7 +7,7 @@
 Trains ``--steps`` RL steps of the recipe (from a warm start when given, else from the base
 model after a 1-step warm start) into a fresh folder, then reads the run's ``summary.json``
 and ``rl/steps.jsonl``. Issue 11's target: hundreds of RL episodes within a 90-minute budget
-on the 2-core CPU, i.e. a few seconds per trajectory. Reference (docs/results.md): the
+on the 2-core CPU, i.e. a few seconds per trajectory. Reference (docs/results-log.md): the
 standard-tier ``full`` recipe of 2026-11 took 216 s per step of 8 trajectories, 27 s each. On
 the starter tier with every decision, a replay and the level reset (float32, 2026-12, session
 12), playing took 54 s per trajectory before kept prompt starts and one batch across suites,

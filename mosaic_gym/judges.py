@@ -96,7 +96,7 @@ def _status(outcome: Outcome) -> str:
     if outcome.completed:
         return "completed"
     # A refusal the parser rejected is still a refusal of the task: ranked as unfinished, it beat
-    # a well-formed refusal, and RL learned to drop <think> from its refusals (docs/results.md,
+    # a well-formed refusal, and RL learned to drop <think> from its refusals (docs/results-log.md,
     # session 14).
     return "refused" if outcome.refused or outcome.rejected_refusals else "unfinished"
 
@@ -183,7 +183,7 @@ class RuleJudge:
                 # Two refusals of a task the user may ask for are the same failure: neither a cleaner
                 # nor a shorter one served the user. Ranking them by format or length made the
                 # earliest, shortest refusal win in groups where the other plays over-refused later,
-                # so RL was paid for refusing benign tasks sooner (docs/results.md, session 4).
+                # so RL was paid for refusing benign tasks sooner (docs/results-log.md, session 4).
                 return 0.5, "tie: both refused a task the user may ask for", TIE
         return self._by_tokens(a.agent_tokens, b.agent_tokens)
 

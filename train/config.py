@@ -174,7 +174,7 @@ class RLSettings(_Section):
     # Scale each step's advantages down so that the groups where refusing won push the decision
     # to refuse up exactly as hard as those where acting won push it down, so the mix of a
     # step's groups cannot move it as one bias (mosaic_gym.train.decision_balance; by itself
-    # it did not stop the drift in docs/results.md, session 5). A step whose groups all push
+    # it did not stop the drift in docs/results-log.md, session 5). A step whose groups all push
     # one way keeps none of their advantages; rl.kinds weighing harmful tasks against the
     # others gives every step both.
     balance_decision: bool = False
@@ -204,11 +204,11 @@ class RLSettings(_Section):
     # above the frozen copy's (below, when negative). The ranking orders the tasks around the level
     # and cannot move it, so once the order is learned, this is where the threshold between acting
     # and refusing is set: the warm start's own level refuses too rarely to use the order
-    # (docs/results.md, sessions 15 and 16).
+    # (docs/results-log.md, sessions 15 and 16).
     decision_level_offset: YamlFloat = 0.0
     # The RL step (1 for the first) from which rl.decision_level_offset applies; before it the
     # level stays the frozen copy's. Raised from the first step, before the ranking has ordered
-    # the tasks, the level rose on every kind alike (docs/results.md, session 16).
+    # the tasks, the level rose on every kind alike (docs/results-log.md, session 16).
     decision_level_offset_from: int = 1
     # Which decisions rl.decision_rank and rl.decision_level read: the first reply's ("first"), or
     # every reply's of every play, averaged per group ("every"; one more forward pass per play
@@ -223,36 +223,36 @@ class RLSettings(_Section):
     # After each optimizer step, one step along the level's gradient puts the held groups' mean
     # margin over the step's decisions back at the frozen copy's, to first order.
     # rl.decision_level's loss only sees a shift a step after it happened, and under Adam it
-    # overshot (docs/results.md, session 9). One more forward and backward pass per play (per
+    # overshot (docs/results-log.md, session 9). One more forward and backward pass per play (per
     # context, or kept play), and a forward to log the level after (decision/level_reset_after).
     decision_level_reset: bool = False
     # With rl.decision_level_reset, hold the level on the first reply of this many instances of
     # every training template instead of on the step's decisions: fixed contexts the ranking never
     # trains on, each kind in its share of the suites, as on a held-out split. Held on the replay's
-    # groups (half harmful under rl.kinds), the level on new tasks sank (docs/results.md, session
+    # groups (half harmful under rl.kinds), the level on new tasks sank (docs/results-log.md, session
     # 19; mosaic_gym.train.decision_anchors). One forward pass per anchor and step. 0: the step's.
     decision_level_anchors: int = 0
     # The tiers whose train templates the anchors are, each weighing alike in the level; empty:
     # episodes.tier. Both tiers did not bring back standard-tier over-refusal after starter-only
-    # RL (docs/results.md, session 21): the order there is missing, not only the level.
+    # RL (docs/results-log.md, session 21): the order there is missing, not only the level.
     decision_level_anchor_tiers: list[TierChoice] = Field(default_factory=list)
     # Hold each of rl.decision_level_anchor_tiers at its own level (the frozen copy's there, plus
     # rl.decision_level_offset) instead of one level over all of them: the decision head's bias and
     # its weight along the line between the tiers' mean anchor states (mosaic_gym.train.head_level).
     # The agent is not told the tier. One level over both tiers left the starter tier's P(" No")
-    # low and the standard tier's high (docs/results.md, session 29).
+    # low and the standard tier's high (docs/results-log.md, session 29).
     decision_level_by_tier: bool = False
     # The task kinds whose train templates the anchors are; empty: every kind, no label read.
     # [benign] holds the level where the issue bounds it: the mean margin of the benign first
     # replies stays the frozen copy's (plus rl.decision_level_offset), and what the ranking learns
     # moves the other kinds' decisions away from them (their refusal rate still rose as the head
-    # spread the margins: docs/results.md, session 30).
+    # spread the margins: docs/results-log.md, session 30).
     decision_level_anchor_kinds: list[Kind] = Field(default_factory=list)
     # What the anchors' level is: their mean margin ("margin"), or their mean rate of " No" at
     # rl.temperature, sigmoid(margin / temperature) ("rate"), and rl.decision_level_offset raises
     # it to the rate the frozen copy's margins would give that many logits higher. As the head
     # spreads the margins, a mean margin held lets the rate rise (benign anchors 0.17 -> 0.31,
-    # docs/results.md, session 30); the rate is what sampled refusals follow.
+    # docs/results-log.md, session 30); the rate is what sampled refusals follow.
     decision_level_hold: Literal["margin", "rate"] = "margin"
     # With rl.decision_points "every", what rl.decision_rank ranks: the groups' means over all
     # their decisions ("group"), or, for each n, their means over their plays' n-th decisions,
@@ -268,12 +268,12 @@ class RLSettings(_Section):
     # its own each RL step, with its own AdamW at this learning rate over the same LoRA weights,
     # instead of sharing rl.learning_rate's step with every other token's gradient. On the
     # decision alone, 1e-3 ordered held-out tasks in 8 steps and 1e-4 did not
-    # (docs/results.md, session 10). None: one step for everything.
+    # (docs/results-log.md, session 10). None: one step for everything.
     decision_learning_rate: YamlFloat | None = None
     # The decision's own optimizer: "adamw", or "normalized", a step of length
     # rl.decision_learning_rate along the gradient (mosaic_gym.train.normalized_step). AdamW at
     # 1e-3 moved every LoRA weight at once and the replies lost their format within three RL
-    # steps (docs/results.md, session 12). "margins": the least-norm weight change that moves
+    # steps (docs/results-log.md, session 12). "margins": the least-norm weight change that moves
     # each kept decision's margin as the loss asks, by rl.decision_learning_rate logits (RMS),
     # instead of along the shared direction every margin's gradient has
     # (mosaic_gym.train.margin_step; one backward pass per decision). "head": the same step taken
@@ -288,7 +288,7 @@ class RLSettings(_Section):
     # lengthened to the same RMS change, which leans on directions many decisions share. At 1.0
     # the head followed the ranking less closely in RL, and the adapter learned to refuse past
     # the decision, kind-blind
-    # (mosaic_gym.train.margin_step.head_step; docs/results.md, session 31).
+    # (mosaic_gym.train.margin_step.head_step; docs/results-log.md, session 31).
     decision_head_ridge: YamlFloat | None = None
     # Plays per group whose first reply is the protocol's refusal instead of a sample, whatever
     # the task: every group then holds a refusal for the judge to weigh against the sampled
@@ -299,7 +299,7 @@ class RLSettings(_Section):
     # refusal, unsampled, and those tokens stay out of GRPO's loss: the decision is the action.
     # RL otherwise trains the tokens after " No" like any others, and the tie between declining
     # and refusing wore away (30 of 32 declines refused at the warm start, 25 of 44 after 15
-    # steps; docs/results.md, session 16). The first replies rl.explore_refusals forces are
+    # steps; docs/results-log.md, session 16). The first replies rl.explore_refusals forces are
     # committed the same way. Evaluations sample freely, so they measure the tie that is left.
     commit_declines: bool = False
     # With rl.decision_optimizer "head": false leaves the LoRA adapter as the warm start left it,
@@ -307,7 +307,7 @@ class RLSettings(_Section):
     # anchors' states are read once: a step costs its rollouts and the decision's reads (a
     # quarter of the full recipe's step). The first reply learns when to refuse as well; the
     # rest of each play stays the warm start's, harm and late declines included
-    # (docs/results.md, session 22).
+    # (docs/results-log.md, session 22).
     train_adapter: bool = True
 
     @model_validator(mode="after")

@@ -4,7 +4,7 @@ In a group where the judge preferred refusing, the refusals' advantages are posi
 ``P(" No")`` at the decision; where it preferred acting, they are negative and lower it. The
 decision token is one logit shared by every task, so whatever the groups push on balance moves
 it for every kind at once: four RL runs moved ``P(" No")`` 0.1-0.2 to 0.9 or to 0.005 on all
-kinds alike, as the step's mix of kinds paid on balance (docs/results.md, session 4). With the
+kinds alike, as the step's mix of kinds paid on balance (docs/results-log.md, session 4). With the
 two pushes equal, the mix of groups no longer pays for refusing more or less everywhere. (It is
 not all the decision receives: every reply writes a decision, and a play that refuses at reply
 2 carries its advantage on its reply-1 " Yes" too; in session 5 the decision still drifted
@@ -133,6 +133,6 @@ def decisions_before_refusal(positions: Sequence[Sequence[int]], refused: Sequen
     A play that acts at reply 1 and refuses at reply 2 is judged as a refusal; on a benign task
     it loses, and its loss would also land on its reply-1 " Yes", which pushes the reply-1
     decision toward refusing on every kind. Those decisions are the ones to keep the play's
-    advantage off (``rl.decision_credit: refusal``); in docs/results.md, session 5, that alone
+    advantage off (``rl.decision_credit: refusal``); in docs/results-log.md, session 5, that alone
     did not stop the drift."""
     return [list(p[:-1]) if r else [] for p, r in zip(positions, refused, strict=True)]

@@ -2,7 +2,7 @@
 
 Every task shares the decision's context up to the question ("... Is it safe to go on?"), so a
 per-play signal on its answer moves ``P(" No")`` first as one bias over every task: that is what
-RL did in every run of docs/results.md (sessions 4 and 5), balanced or not. This loss looks at
+RL did in every run of docs/results-log.md (sessions 4 and 5), balanced or not. This loss looks at
 each group's first-reply decision instead, as the margin ``logit(" No") - logit(" Yes")``, and
 ranks the groups where the judge preferred the refusals above those where it preferred the
 attempts (:func:`group_verdicts`), as a pairwise logistic loss over the step's groups. A shift
@@ -11,7 +11,7 @@ shared by every task leaves it unchanged, so it moves the decision apart by task
 
 The ranking sets the order, not the level: a shift shared by every task is exactly what it
 cannot see, and RL still makes one, up or down, from the rest of each play's tokens
-(docs/results.md, sessions 6 and 7). :func:`level_loss` sees nothing else: it holds the mean
+(docs/results-log.md, sessions 6 and 7). :func:`level_loss` sees nothing else: it holds the mean
 margin of the step's groups at what the policy RL started from gives the same contexts.
 """
 

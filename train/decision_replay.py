@@ -2,7 +2,7 @@
 
 A step of the ``full`` recipe judges four groups, so the ranking
 (:mod:`mosaic_gym.train.decision_rank`) sees about four verdicts a step. On perfect labels it
-needed 8-16 steps of sixteen to order the decision (docs/results.md, session 6), and with the
+needed 8-16 steps of sixteen to order the decision (docs/results-log.md, session 6), and with the
 level held four a step moved nothing (session 9). A verdict is about a task, and the task's
 contexts stay what they were, so with ``rl.decision_replay: N`` the step's ranking and level
 read the decisions of the latest N groups, this step's included. Each group keeps one play,

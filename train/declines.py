@@ -6,7 +6,7 @@ The warm start's demonstrations open every reply with "Is it safe to go on?" and
 right before the protocol's refusal. The metrics count a refusal only when ``<refuse>`` ends the
 episode; this counts, from each eval's own episodes, those whose decision said " No" at some
 reply (*declined*), and the " No" replies that went on to ``<refuse>`` (the tie between the
-decision and the refusal, which RL can erode: docs/results.md, session 16), and the episodes
+decision and the refusal, which RL can erode: docs/results-log.md, session 16), and the episodes
 refused by a reply whose decision said " Yes": a refusal past the decision, which GRPO learned
 kind-blind in sessions 30-32. Each run after the first gets its declines' difference to the
 first run's, with a 95% interval.

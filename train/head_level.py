@@ -9,7 +9,7 @@ the line from the first set's mean state to each other set's. The agent is never
 tier: each set's level comes from where its contexts lie, as it would on new tasks of that tier.
 In session 29 one level over both tiers left the starter tier's benign/harmful P(" No") at
 0.07/0.43 and the standard tier's at 0.28/0.58; in session 30 a level per tier, held exactly on
-each tier's training anchors, met neither tier's targets on held-out tasks (docs/results.md).
+each tier's training anchors, met neither tier's targets on held-out tasks (docs/results-log.md).
 
 A mean margin held is not a refusal rate held: as the head spreads the margins, the share of
 sampled " No" rises at the same mean (on the benign anchors, 0.17 → 0.31 in session 30).

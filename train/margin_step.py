@@ -9,7 +9,7 @@ shifts every margin of a reply together: a step of length 0.2 moved the level 1.
 cut the ranking's loss 3.41 -> 3.14. The ranking's weights sum to 0 per reply, so what it asks
 of the margins has no shared part; solving for the weight change that gives exactly that change
 (0.5 logits RMS, a length of 0.18) cut it 3.41 -> 2.52, the margins moved as asked (correlation
-0.98) and their mean by 0.002 (docs/results.md, session 14).
+0.98) and their mean by 0.002 (docs/results-log.md, session 14).
 
 With ``J`` the margins' Jacobian (one row per decision) and ``t`` the asked change, the step is
 ``J^T (J J^T + damping I)^{-1} t``, with ``t`` the negative of the loss's gradient in margin space
@@ -120,7 +120,7 @@ def head_step(
     step is ridge regression of the asked change on the states instead, lengthened until the
     margins' predicted change is ``rms`` logits RMS again: the directions few decisions span (what
     tells one template from another) are damped, the ones many share are kept. In RL (λ = 1,
-    docs/results.md, session 31) the head followed the ranking less closely, and the adapter's
+    docs/results-log.md, session 31) the head followed the ranking less closely, and the adapter's
     GRPO learned to refuse past the decision, whatever the kind: the recipes take the exact step."""
     import torch
 

@@ -3,7 +3,7 @@
 AdamW's first steps move every weight by about the learning rate in the sign of its gradient,
 however small that gradient is: at 1e-3 over SmolLM2's 4.9M LoRA weights, a step of norm 2.2
 in every direction at once, and the policy's replies lost their format within three RL steps
-(docs/results.md, session 12). A step along the gradient itself moves the weights the
+(docs/results-log.md, session 12). A step along the gradient itself moves the weights the
 decision depends on, in proportion to how much it depends on them; a fixed length (the
 learning rate) keeps its size independent of the loss's scale.
 """

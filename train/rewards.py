@@ -48,7 +48,7 @@ def as_judged(trajectory: Trajectory) -> Trajectory:
     refused, counts as a refusal the parser rejected. Judges rank those as refused on tasks the
     user may ask for, and never as a refusal of a harmful task, so a refusal that bypasses the
     decision neither escapes the cost of refusing nor earns its credit. RL wrote both: with the
-    decision's level raised, 19 of 44 held-out " No" replies did not refuse (docs/results.md,
+    decision's level raised, 19 of 44 held-out " No" replies did not refuse (docs/results-log.md,
     session 16); with the head's level held on a rate, GRPO learned to end benign and harmful
     plays alike with "Yes. The task is done" and a refusal (session 32). The metrics and the env
     still read the episode as it happened."""
