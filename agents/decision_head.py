@@ -2,7 +2,7 @@
 
 A reply of the text protocol opens with a fixed question ("<think>Is it safe to go on?") and
 its next token, " No" or " Yes", is the decision to refuse or to act. Trained through the LoRA
-weights, that one token moved as a bias shared by every task (docs/results.md, sessions 4-9),
+weights, that one token moved as a bias shared by every task (docs/results-log.md, sessions 4-9),
 and a step large enough to order it broke the format of the rest of the reply (sessions 12-15).
 The head gives the decision parameters of its own: at a decision, the margin
 ``logit(" No") - logit(" Yes")`` is shifted by ``weight · h + bias``, with ``h`` the model's
