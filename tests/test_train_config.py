@@ -43,6 +43,10 @@ PLAIN_RL = [
 # A decision head that rl.decision_level_by_tier may move.
 HEAD = ["--rl.decision_optimizer", "head", "--rl.decision_learning_rate", "1"]
 ANCHORED = ["--rl.decision_level", "1", "--rl.decision_level_reset", "true", "--rl.decision_level_anchors", "2"]
+# The rate hold on anchors of both tiers, which rl.decision_level_rates may set.
+RATES = [*HEAD, *ANCHORED, "--rl.decision_level_hold", "rate"]
+RATES += ["--rl.decision_level_anchor_tiers", "[starter, standard]"]
+BY_TIER = ["--rl.decision_level_by_tier", "true"]
 
 
 @pytest.mark.parametrize(
@@ -152,6 +156,38 @@ ANCHORED = ["--rl.decision_level", "1", "--rl.decision_level_reset", "true", "--
             "rl.decision_level_hold: 'rate' holds the anchors' rate with the decision head: it needs",
         ),
         (["--rl.decision_level_hold", "odds"], "rl.decision_level_hold: must be one of margin, rate, got 'odds'"),
+        (
+            ["--rl.decision_level_rates", "{starter: 0.4}"],
+            "rl.decision_level_rates: are rates of \" No\" to hold: they need rl.decision_level_hold 'rate'",
+        ),
+        (
+            [*RATES, "--rl.decision_level_rates", "{starter: 0.4}"],
+            "rl.decision_level_rates: give one rate for each of rl.decision_level_anchor_tiers "
+            "['starter', 'standard'], got one for ['starter']",
+        ),
+        (
+            [*RATES, "--rl.decision_level_rates", "{starter: 0.4, standard: 0.3}"],
+            "rl.decision_level_rates: hold each tier at its own rate: with two or more tiers they need",
+        ),
+        (
+            [*RATES, *BY_TIER, "--rl.decision_level_rates", "{starter: 1, standard: 0.3}"],
+            'rl.decision_level_rates.starter: is a rate of " No", above 0 and below 1, got 1.0',
+        ),
+        (
+            [
+                *RATES,
+                *BY_TIER,
+                "--rl.decision_level_rates",
+                "{starter: 0.4, standard: 0.3}",
+                "--rl.decision_level_offset",
+                "1",
+            ],
+            "rl.decision_level_offset: raises the frozen copy's level, and rl.decision_level_rates replace it",
+        ),
+        (
+            ["--rl.decision_level_rates", "{easy: 0.4}"],
+            "rl.decision_level_rates.easy.[key]: must be one of starter, standard, all, got 'easy'",
+        ),
         (
             ["--rl.decision_level_anchor_kinds", "[benign]"],
             "rl.decision_level_anchor_kinds: are the kinds of rl.decision_level_anchors, which is 0",

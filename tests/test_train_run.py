@@ -362,13 +362,22 @@ def test_a_decision_head_steps_the_decision_alone_holds_its_level_and_resumes(
     assert not torch.equal(heads[0].weight, heads[1].weight) and torch.equal(final.weight, heads[1].weight)
 
 
-@pytest.mark.parametrize(("by_tier", "hold"), [(False, "margin"), (True, "margin"), (True, "rate")])
+@pytest.mark.parametrize(
+    ("by_tier", "hold", "rates"),
+    [
+        (False, "margin", {}),
+        (True, "margin", {}),
+        (True, "rate", {}),
+        (True, "rate", {"starter": 0.3, "standard": 0.6}),
+    ],
+)
 def test_anchors_hold_the_level_on_the_first_replies_of_every_training_template(
-    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, by_tier: bool, hold: str
+    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, by_tier: bool, hold: str, rates: dict[str, float]
 ) -> None:
     out = tmp_path / "run"
     tiers = ["starter", "standard"]
     held = {"decision_level_reset": True, "decision_level_anchors": 1, "decision_level_anchor_tiers": tiers}
+    held |= {"decision_level_rates": rates}
     reads: list[int] = []
     counted = grpo_module.anchor_states
     monkeypatch.setattr(grpo_module, "anchor_states", lambda m, r: reads.append(len(r.sequences)) or counted(m, r))
@@ -390,7 +399,8 @@ def test_anchors_hold_the_level_on_the_first_replies_of_every_training_template(
     assert len(reads) == 1, "the fixed adapter's anchor states were read once, by the frozen copy"
     # Read apart: the adapter is the warm start's, bit for bit; the head alone moved each
     # anchor's decision, and the mean of the two tiers' means is still the warm start's (with
-    # by_tier, each tier's mean is; with the rate hold, each tier's mean rate of " No").
+    # by_tier, each tier's mean is; with the rate hold, each tier's mean rate of " No"; with
+    # rates, each tier's mean rate is the rate given).
     warm_lora, trained_lora = lora_weights(out / "warm_start"), lora_weights(out / "rl" / "checkpoint-2")
     assert warm_lora and warm_lora.keys() == trained_lora.keys()
     assert all(torch.equal(warm_lora[name], trained_lora[name]) for name in warm_lora)
@@ -398,7 +408,7 @@ def test_anchors_hold_the_level_on_the_first_replies_of_every_training_template(
     trained = HFAgent(model=str(tiny), adapter=out / "rl" / "checkpoint-2", dtype="float32")
     answers = answer_tokens(warm.tokenizer)
     held_value = (lambda m: m) if hold == "margin" else (lambda m: torch.sigmoid(m / 0.7))
-    moved, margin_moved = [], []
+    moved, margin_moved, held_rates = [], [], []
     for tier in tiers:
         anchors = anchor_reads(warm.tokenizer, ["files"], [tier], 1).reads
         assert len(anchors.sequences) == len(ToolEnv("files", split="train", tier=tier).templates), "one per template"
@@ -407,6 +417,10 @@ def test_anchors_hold_the_level_on_the_first_replies_of_every_training_template(
         assert float((now - start).abs().max()) > 1e-3, "the head moved the anchors apart"
         moved.append(float(held_value(now).mean() - held_value(start).mean()))
         margin_moved.append(float(now.mean() - start.mean()))
+        held_rates.append(float(held_value(now).mean()))
+    if rates:
+        assert held_rates == pytest.approx([rates[tier] for tier in tiers], abs=1e-4), "each tier at its rate"
+        return
     assert sum(moved) == pytest.approx(0.0, abs=1e-4), "and held the mean of the tiers' means"
     if by_tier:
         assert moved == pytest.approx([0.0, 0.0], abs=1e-4), "each tier's mean, apart"

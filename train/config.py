@@ -254,6 +254,13 @@ class RLSettings(_Section):
     # spreads the margins, a mean margin held lets the rate rise (benign anchors 0.17 -> 0.31,
     # docs/results-log.md, session 30); the rate is what sampled refusals follow.
     decision_level_hold: Literal["margin", "rate"] = "margin"
+    # With rl.decision_level_hold "rate": the rate of " No" each of rl.decision_level_anchor_tiers
+    # is held at, in place of the frozen copy's plus rl.decision_level_offset. GRPO removes the
+    # warm start's kind-blind refusals at later replies, so a first reply held at the warm start's
+    # own first-reply level refuses less in all than the warm start did (docs/results-log.md,
+    # session 33); on benign anchors, a tier's rate can be the warm start's whole-episode refusal
+    # of that tier's benign train tasks (mosaic-gym eval --split train --kind benign --tier T).
+    decision_level_rates: dict[TierChoice, YamlFloat] = Field(default_factory=dict)
     # With rl.decision_points "every", what rl.decision_rank ranks: the groups' means over all
     # their decisions ("group"), or, for each n, their means over their plays' n-th decisions,
     # each reply against the same reply of the other groups ("reply").
@@ -457,12 +464,41 @@ class RLSettings(_Section):
             "'rate' holds the anchors' rate with the decision head: it needs rl.decision_optimizer 'head' and "
             "rl.decision_level_anchors above 0",
         )
+        if self.decision_level_rates:
+            self._check_level_rates()
         _require(self.format_weight >= 0, "rl.format_weight", "must be 0 or more")
         _require(self.length_budget >= 1, "rl.length_budget", "must be at least 1 token")
         _require(self.length_weight >= 0, "rl.length_weight", "must be 0 or more")
         _require(self.save_steps >= 1, "rl.save_steps", "must be at least 1")
         _require(self.rollout_batch_size >= 1, "rl.rollout_batch_size", "must be at least 1")
         return self
+
+    def _check_level_rates(self) -> None:
+        rates, tiers = self.decision_level_rates, self.decision_level_anchor_tiers
+        _require(
+            self.decision_level_hold == "rate",
+            "rl.decision_level_rates",
+            "are rates of \" No\" to hold: they need rl.decision_level_hold 'rate'",
+        )
+        _require(
+            set(rates) == set(tiers),
+            "rl.decision_level_rates",
+            f"give one rate for each of rl.decision_level_anchor_tiers {tiers}, got one for {sorted(rates)}",
+        )
+        _require(
+            len(tiers) == 1 or self.decision_level_by_tier,
+            "rl.decision_level_rates",
+            "hold each tier at its own rate: with two or more tiers they need rl.decision_level_by_tier true",
+        )
+        for tier, rate in rates.items():
+            _require(
+                0 < rate < 1, f"rl.decision_level_rates.{tier}", f'is a rate of " No", above 0 and below 1, got {rate}'
+            )
+        _require(
+            self.decision_level_offset == 0,
+            "rl.decision_level_offset",
+            "raises the frozen copy's level, and rl.decision_level_rates replace it: set the offset to 0",
+        )
 
     def _check_judge(self) -> None:
         from mosaic_gym.agents.registry import JUDGES

@@ -636,7 +636,8 @@ class _HeldLevel:
     ``targets[0]``; with ``parts`` (rl.decision_level_by_tier: each read's tier), each part's sum at
     its own target, the part named ``names[part]``. With a ``temperature`` (rl.decision_level_hold
     "rate") the sums are of ``sigmoid(margin / temperature)``. On anchors, ``reference`` keeps the
-    frozen copy's margins there, which the targets are made from."""
+    frozen copy's margins there, which the targets are made from, unless ``rates`` (rl.decision_level_rates)
+    gives each part's mean rate instead."""
 
     reads: DecisionReads
     weights: list[Any]
@@ -645,13 +646,18 @@ class _HeldLevel:
     names: tuple[str, ...] = ()
     reference: list[Any] | None = None
     temperature: float | None = None
+    rates: tuple[float, ...] | None = None
 
     def part_of(self) -> tuple[int, ...]:
         """Each read's part: all 0 for one level over every read."""
         return self.parts if self.parts is not None else (0,) * len(self.weights)
 
     def raised(self, offset: float) -> _HeldLevel:
-        """The level of the reference's margins each raised ``offset`` logits."""
+        """The level of the reference's margins each raised ``offset`` logits; with ``rates``, the
+        rates themselves (the config allows no offset beside them)."""
+        if self.rates is not None:
+            totals = part_totals(self.weights, self.part_of(), len(self.targets))
+            return replace(self, targets=tuple(rate * total for rate, total in zip(self.rates, totals, strict=True)))
         assert self.reference is not None, "a level raised from its reference margins"
         raised = [held_values(m + offset, self.temperature) for m in self.reference]
         targets = part_sums(raised, self.weights, self.part_of(), len(self.targets))
@@ -663,8 +669,8 @@ def _anchors(
 ) -> tuple[_HeldLevel | None, list[Any] | None]:
     """rl.decision_level_anchors: the mean margin the frozen copy gives the anchors (with
     rl.decision_level_by_tier, each tier's anchors; with rl.decision_level_hold "rate", the mean
-    rate of " No" at rl.temperature), to hold there, and the copy's states at them (the policy's
-    too, while rl.train_adapter is false)."""
+    rate of " No" at rl.temperature, or rl.decision_level_rates' rate), to hold there, and the
+    copy's states at them (the policy's too, while rl.train_adapter is false)."""
     if not config.rl.decision_level_anchors:
         return None, None
     tiers = config.rl.decision_level_anchor_tiers or [config.episodes.tier]
@@ -675,7 +681,17 @@ def _anchors(
     parts = held.tier_of if config.rl.decision_level_by_tier else None
     names = held.tiers if config.rl.decision_level_by_tier else ()
     temperature = config.rl.temperature if config.rl.decision_level_hold == "rate" else None
-    level = _HeldLevel(held.reads, held.weights, (0.0,) * max(len(names), 1), parts, names, margins, temperature)
+    rates = config.rl.decision_level_rates
+    level = _HeldLevel(
+        held.reads,
+        held.weights,
+        (0.0,) * max(len(names), 1),
+        parts,
+        names,
+        margins,
+        temperature,
+        tuple(rates[tier] for tier in held.tiers) if rates else None,
+    )
     return level.raised(0.0), states
 
 
